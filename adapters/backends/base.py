@@ -1,0 +1,105 @@
+"""The one small interface every backend implements, and the plain types that cross it.
+
+A backend turns a rendered prompt plus sampling parameters into an async stream of text pieces,
+ending with one `Finish`. It knows its own wire format; nothing above it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Sampling knobs in OpenAI terms; each backend maps the ones it has."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repeat_penalty: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    prompt: str
+    upstream_model: str
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stop: tuple[str, ...] = ()
+    # Marker strings that must reach the parser even when the model has them as special tokens.
+    preserved_tokens: tuple[str, ...] = ()
+    # Set when the rendered prompt already starts with the model's BOS text.
+    prompt_has_bos: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class TextPiece:
+    """A piece of generated text, as the backend streamed it."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The end of a generation: why it stopped and what it cost."""
+
+    reason: FinishReason
+    usage: Usage
+    stop_word: str | None = None
+
+
+BackendEvent = TextPiece | Finish
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    """What a backend reports about the model it serves, for chat-template discovery."""
+
+    chat_template: str | None
+    bos_token: str | None = None
+    eos_token: str | None = None
+    source: str = ""
+    context_size: int | None = None
+
+
+class Backend(Protocol):
+    """A raw text-completion server."""
+
+    name: str
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
+        """Stream text pieces and end with exactly one `Finish`, or raise a `BackendError`."""
+        ...
+
+    async def template_info(self, upstream_model: str) -> TemplateInfo:
+        """The chat template and special tokens the backend reports, if it can."""
+        ...
+
+    async def health(self) -> bool:
+        """True when the backend answers and is ready to generate."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}

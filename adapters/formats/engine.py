@@ -1,0 +1,178 @@
+"""The one streaming parser every tool format configures.
+
+It reads the model's text chunk by chunk and turns it into events: plain text, and tool calls
+found between the format's markers. Each chunk is scanned once; the only text held back is a
+tail that could be the start of a marker (bounded by the marker's length) and whitespace that
+may turn out to sit between calls. That keeps the work linear in the length of the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import IntEnum
+
+from .events import ParseEvent, TextDelta, ToolCallFailed
+from .json_calls import CallIndexer, JsonCallScanner, ScanStatus
+from .markers import find_first, partial_marker_length
+from .syntax import CallSyntax
+
+
+class _Mode(IntEnum):
+    TEXT = 0
+    BODY = 1
+    AFTER_BODY = 2
+
+
+class StreamParser:
+    """Feed it the model's text as it arrives; it returns the events each piece completes."""
+
+    def __init__(self, syntax: CallSyntax, new_call_id: Callable[[], str]) -> None:
+        self._syntax = syntax
+        self._open_markers = (syntax.open_marker,) if syntax.open_marker else ()
+        self._indexer = CallIndexer(new_call_id)
+        self._events: list[ParseEvent] = []
+        self._mode = _Mode.TEXT
+        self._carry = ""  # text held back: a possible marker start, or an unfinished close marker
+        self._pending_space = ""  # trailing whitespace that is content only if text follows it
+        self._content_started = False
+        self._calls_seen = False  # once a call block opened, leading whitespace is not content
+        self._scanner: JsonCallScanner | None = None
+        self._body_prefix = ""  # the open marker of the body being scanned, for its raw text
+        self.completed_calls = 0
+        self.failed_calls = 0
+
+    def feed(self, text: str) -> list[ParseEvent]:
+        if text:
+            self._consume(self._carry + text if self._carry else text)
+        return self._take_events()
+
+    def close(self) -> list[ParseEvent]:
+        """The model has stopped: settle whatever is still open."""
+        if self._mode == _Mode.BODY:
+            self._abandon_body("the output ended inside a tool call")
+        elif self._mode == _Mode.TEXT and self._carry:
+            self._emit_text(self._carry)
+        self._carry = ""
+        if self._pending_space and not self._calls_seen:
+            self._events.append(TextDelta(self._pending_space))
+        self._pending_space = ""
+        return self._take_events()
+
+    @property
+    def open_call_index(self) -> int | None:
+        """The index of a call that was announced but is not complete yet."""
+        if self._mode == _Mode.BODY and self._scanner is not None:
+            return self._scanner.current_call_index
+        return None
+
+    # -- modes -------------------------------------------------------------------------
+
+    def _consume(self, text: str) -> None:
+        self._carry = ""
+        while text:
+            if self._mode == _Mode.TEXT:
+                text = self._consume_text(text)
+            elif self._mode == _Mode.BODY:
+                text = self._consume_body(text)
+            else:
+                text = self._consume_after_body(text)
+
+    def _consume_text(self, text: str) -> str:
+        found = find_first(text, self._open_markers) if self._open_markers else None
+        if found is None:
+            keep = partial_marker_length(text, self._open_markers) if self._open_markers else 0
+            self._emit_text(text[: len(text) - keep])
+            self._carry = text[len(text) - keep :]
+            return ""
+        position, marker = found
+        self._emit_text(text[:position])
+        self._start_body(marker)
+        return text[position + len(marker) :]
+
+    def _start_body(self, prefix: str) -> None:
+        self._mode = _Mode.BODY
+        self._calls_seen = True
+        self._body_prefix = prefix
+        self._scanner = JsonCallScanner(
+            self._indexer,
+            self._events,
+            call_list=self._syntax.call_list,
+            name_keys=self._syntax.name_keys,
+            argument_keys=self._syntax.argument_keys,
+        )
+
+    def _consume_body(self, text: str) -> str:
+        assert self._scanner is not None
+        calls_before = self._indexer.count
+        result = self._scanner.feed(text)
+        if result.status == ScanStatus.MORE:
+            return ""
+        if result.status == ScanStatus.DONE:
+            self.completed_calls += self._indexer.count - calls_before
+            self._mode = _Mode.AFTER_BODY
+            self._scanner = None
+            return text[result.end :]
+        self._abandon_body(result.reason)
+        return text[result.end :]
+
+    def _consume_after_body(self, text: str) -> str:
+        stripped = text.lstrip()
+        if not stripped:
+            return ""
+        close = self._syntax.close_marker
+        if close:
+            if stripped.startswith(close):
+                self._finish_call_block()
+                return stripped[len(close) :]
+            if close.startswith(stripped):
+                self._carry = stripped  # the close marker may be split across chunks
+                return ""
+        if self._syntax.bare_repeat and stripped[0] == "{":
+            # Several calls inside one marker pair: read the next one the same way.
+            self._start_body("")
+            return stripped
+        # No close marker: the call is already complete, so what follows is plain text.
+        self._finish_call_block()
+        return stripped
+
+    def _finish_call_block(self) -> None:
+        self._mode = _Mode.TEXT
+
+    def _abandon_body(self, reason: str) -> None:
+        """The body is not a well-formed call: give its text back as content."""
+        assert self._scanner is not None
+        raw = self._body_prefix + "".join(self._scanner.raw)
+        announced = self._scanner.current_call_index
+        self._scanner = None
+        self._mode = _Mode.TEXT
+        self.failed_calls += 1
+        if announced is not None:
+            self._events.append(ToolCallFailed(announced, raw, reason))
+        else:
+            self._emit_text(raw)
+
+    # -- text --------------------------------------------------------------------------
+
+    def _emit_text(self, text: str) -> None:
+        """Send text as content; whitespace at the edges of content, next to calls, is dropped."""
+        if not text:
+            return
+        if not self._content_started and self._calls_seen:
+            text = text.lstrip()
+            if not text:
+                return
+        body = text.rstrip()
+        if not body:
+            self._pending_space += text
+            return
+        if self._pending_space:
+            body = self._pending_space + body
+        self._pending_space = text[len(text.rstrip()) :]
+        self._content_started = True
+        self._events.append(TextDelta(body))
+
+    def _take_events(self) -> list[ParseEvent]:
+        # The scanner appends to this same list, so hand out a copy and keep the list.
+        events = self._events[:]
+        self._events.clear()
+        return events

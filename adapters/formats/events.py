@@ -1,0 +1,56 @@
+"""What the parser makes of a model's text: a flat stream of small events.
+
+Every encoder (chat chunks, collected chat response, Responses API events) consumes these and
+nothing else, which is what keeps streaming and non-streaming on one code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallStart:
+    """A call is announced once its name is known; `index` counts from 0 within the reply."""
+
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(slots=True)
+class ToolCallArgs:
+    """A fragment of the call's arguments, a piece of a JSON object text."""
+
+    index: int
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallEnd:
+    """The call is complete; `arguments` is the whole argument text, valid JSON."""
+
+    index: int
+    arguments: str
+
+
+@dataclass(slots=True)
+class ToolCallFailed:
+    """An announced call turned out malformed. `raw` is the model's text for it, to show as content."""
+
+    index: int
+    raw: str
+    reason: str
+
+
+ParseEvent = TextDelta | ReasoningDelta | ToolCallStart | ToolCallArgs | ToolCallEnd | ToolCallFailed

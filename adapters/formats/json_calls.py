@@ -1,0 +1,412 @@
+"""Incremental scanner for tool calls written as JSON: `{"name": ..., "arguments": {...}}`,
+or a list of such objects.
+
+The scanner validates the JSON as it arrives, one chunk at a time, and never looks at a
+character twice: string contents are skipped with one regex search, structure is walked with a
+small state machine. It announces a call as soon as its name is known and passes the arguments
+through as they are written, so a long argument streams instead of arriving whole at the end.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import orjson
+
+from .events import ParseEvent, ToolCallArgs, ToolCallEnd, ToolCallStart
+
+# Inside a string only a quote, a backslash or a raw control character needs attention.
+_STRING_STOP = re.compile(r'["\\\x00-\x1f]')
+_SCALAR_CHARS = re.compile(r"[-+.0-9a-zA-Z]*")
+_VALID_SCALAR = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null")
+_WHITESPACE = " \t\r\n"
+_HEX = frozenset("0123456789abcdefABCDEF")
+_SIMPLE_ESCAPES = frozenset('"\\/bfnrt')
+# Raw control characters that models put inside strings, and the escapes that make them JSON.
+_CONTROL_ESCAPES = {chr(code): f"\\u{code:04x}" for code in range(0x20)} | {
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+
+
+class _Expect(IntEnum):
+    VALUE = 0
+    VALUE_OR_CLOSE = 1
+    KEY_OR_CLOSE = 2
+    KEY = 3
+    COLON = 4
+    COMMA_OR_CLOSE = 5
+    STRING = 6
+    ESCAPE = 7
+    UNICODE = 8
+    SCALAR = 9
+    DONE = 10
+
+
+class ScanStatus(IntEnum):
+    MORE = 0  # the body is not complete yet: feed more text
+    DONE = 1  # the body is complete; text after `end` is not part of it
+    FAILED = 2  # the text is not a well-formed call; the failure is at `end`
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    status: ScanStatus
+    end: int
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class _Call:
+    name_keys: tuple[str, ...]
+    argument_keys: tuple[str, ...]
+    index: int | None = None
+    name: str | None = None
+    # How the arguments value began: "{" (streamed), '"' (a JSON string to decode), "n" (null).
+    arguments_kind: str | None = None
+    arguments: list[str] = field(default_factory=list)
+    # Argument text written before the name was known; sent when the call is announced.
+    unsent: list[str] = field(default_factory=list)
+
+
+class CallIndexer:
+    """Gives calls their reply-wide index and id, in the order they are announced."""
+
+    def __init__(self, new_call_id: Callable[[], str]) -> None:
+        self._new_call_id = new_call_id
+        self.count = 0
+
+    def next(self) -> tuple[int, str]:
+        index = self.count
+        self.count += 1
+        return index, self._new_call_id()
+
+
+class JsonCallScanner:
+    """Scans one call body: a JSON call object, or (with `call_list`) a JSON list of them."""
+
+    def __init__(
+        self,
+        indexer: CallIndexer,
+        events: list[ParseEvent],
+        *,
+        call_list: bool = False,
+        name_keys: tuple[str, ...] = ("name",),
+        argument_keys: tuple[str, ...] = ("arguments", "parameters"),
+    ) -> None:
+        self._indexer = indexer
+        self._events = events
+        self._call_depth = 2 if call_list else 1
+        self._name_keys = name_keys
+        self._argument_keys = argument_keys
+        self._stack: list[str] = []
+        self._expect = _Expect.VALUE
+        self._after_string = _Expect.COMMA_OR_CLOSE
+        self._unicode_left = 0
+        self._scalar: list[str] = []
+        # What the string being read is for: a key at call depth, the call's name, or nothing kept.
+        self._capture: list[str] | None = None
+        self._capture_role = ""
+        self._key = ""
+        self._call: _Call | None = None
+        self._in_arguments = False
+        self.raw: list[str] = []
+
+    @property
+    def current_call_index(self) -> int | None:
+        """Index of the announced call being scanned, if one is open."""
+        return self._call.index if self._call is not None else None
+
+    def feed(self, text: str) -> ScanResult:
+        result = self._scan(text)
+        self.raw.append(text[: result.end])
+        return result
+
+    # -- the state machine -------------------------------------------------------------
+
+    def _scan(self, text: str) -> ScanResult:
+        i = 0
+        n = len(text)
+        args_from = 0 if self._in_arguments else -1
+        while i < n:
+            expect = self._expect
+            if expect == _Expect.STRING:
+                match = _STRING_STOP.search(text, i)
+                stop = match.start() if match else n
+                if self._capture is not None:
+                    self._capture.append(text[i:stop])
+                if match is None:
+                    i = n
+                    break
+                char = text[stop]
+                if self._capture is not None and char != '"':
+                    self._capture.append(char if char == "\\" else _CONTROL_ESCAPES[char])
+                if char == '"':
+                    i = stop + 1
+                    self._expect = self._after_string
+                    self._end_string()
+                    if self._in_arguments and len(self._stack) < self._arguments_depth():
+                        # A string was the whole arguments value.
+                        args_from = self._close_arguments(text, args_from, i)
+                    continue
+                if char == "\\":
+                    self._expect = _Expect.ESCAPE
+                    i = stop + 1
+                    continue
+                # A raw control character: invalid JSON, but models write them; escape it.
+                if args_from >= 0:
+                    self._emit_arguments(text[args_from:stop] + _CONTROL_ESCAPES[char])
+                    args_from = stop + 1
+                i = stop + 1
+                continue
+            char = text[i]
+            if expect == _Expect.ESCAPE:
+                if char == "u":
+                    self._expect = _Expect.UNICODE
+                    self._unicode_left = 4
+                elif char in _SIMPLE_ESCAPES:
+                    self._expect = _Expect.STRING
+                else:
+                    return self._fail(i, args_from, text, f"invalid escape '\\{char}'")
+                if self._capture is not None:
+                    self._capture.append(char)
+                i += 1
+                continue
+            if expect == _Expect.UNICODE:
+                if char not in _HEX:
+                    return self._fail(i, args_from, text, "invalid \\u escape")
+                if self._capture is not None:
+                    self._capture.append(char)
+                self._unicode_left -= 1
+                if self._unicode_left == 0:
+                    self._expect = _Expect.STRING
+                i += 1
+                continue
+            if expect == _Expect.SCALAR:
+                match = _SCALAR_CHARS.match(text, i)
+                end = match.end()
+                self._scalar.append(text[i:end])
+                if end == n:
+                    i = n
+                    break
+                token = "".join(self._scalar)
+                self._scalar.clear()
+                if not _VALID_SCALAR.fullmatch(token):
+                    return self._fail(end, args_from, text, f"invalid JSON value {token!r}")
+                self._expect = _Expect.COMMA_OR_CLOSE
+                i = end
+                if self._call is not None and self._in_arguments and len(self._stack) < self._arguments_depth():
+                    if self._call.arguments_kind == "n" and token != "null":
+                        return self._fail(end, args_from, text, "arguments must be an object")
+                    args_from = self._close_arguments(text, args_from, i)
+                continue
+            if char in _WHITESPACE:
+                i += 1
+                continue
+            if expect == _Expect.DONE:
+                break
+            if expect in (_Expect.VALUE, _Expect.VALUE_OR_CLOSE):
+                if expect == _Expect.VALUE_OR_CLOSE and char == "]":
+                    i += 1
+                    args_from = self._close_container(text, args_from, i)
+                    if isinstance(args_from, ScanResult):
+                        return args_from
+                    continue
+                problem = self._check_value_start(char)
+                if problem:
+                    return self._fail(i, args_from, text, problem)
+                if self._call is not None and not self._in_arguments and len(self._stack) == self._call_depth:
+                    # A value of the call object: the name, the arguments or something ignored.
+                    if self._key in self._argument_keys:
+                        self._in_arguments = True
+                        if char not in '{"n':
+                            return self._fail(i, args_from, text, "arguments must be an object")
+                        self._call.arguments_kind = char
+                        args_from = i if char != '"' else -1
+                        if char == '"':
+                            self._begin_capture("arguments")
+                    elif self._key in self._name_keys:
+                        if char != '"':
+                            return self._fail(i, args_from, text, "the call's name must be a string")
+                        self._begin_capture("name")
+                if char == "{":
+                    self._stack.append("{")
+                    self._expect = _Expect.KEY_OR_CLOSE
+                    if len(self._stack) == self._call_depth:
+                        self._call = _Call(self._name_keys, self._argument_keys)
+                        self._key = ""
+                elif char == "[":
+                    self._stack.append("[")
+                    self._expect = _Expect.VALUE_OR_CLOSE
+                elif char == '"':
+                    self._expect = _Expect.STRING
+                    self._after_string = _Expect.COMMA_OR_CLOSE
+                else:
+                    self._expect = _Expect.SCALAR
+                    continue  # the scalar branch reads this character
+                i += 1
+                continue
+            if expect in (_Expect.KEY_OR_CLOSE, _Expect.KEY):
+                if char == "}" and expect == _Expect.KEY_OR_CLOSE:
+                    i += 1
+                    args_from = self._close_container(text, args_from, i)
+                    if isinstance(args_from, ScanResult):
+                        return args_from
+                    continue
+                if char != '"':
+                    return self._fail(i, args_from, text, "expected a quoted key")
+                self._expect = _Expect.STRING
+                self._after_string = _Expect.COLON
+                if self._call is not None and not self._in_arguments and len(self._stack) == self._call_depth:
+                    self._begin_capture("key")
+                i += 1
+                continue
+            if expect == _Expect.COLON:
+                if char != ":":
+                    return self._fail(i, args_from, text, "expected ':' after a key")
+                self._expect = _Expect.VALUE
+                i += 1
+                continue
+            # COMMA_OR_CLOSE
+            if char == ",":
+                self._expect = _Expect.KEY if self._stack[-1] == "{" else _Expect.VALUE
+                i += 1
+                continue
+            if (char == "}" and self._stack[-1] == "{") or (char == "]" and self._stack[-1] == "["):
+                i += 1
+                args_from = self._close_container(text, args_from, i)
+                if isinstance(args_from, ScanResult):
+                    return args_from
+                continue
+            return self._fail(i, args_from, text, f"unexpected {char!r}")
+        if args_from >= 0 and args_from < i:
+            self._emit_arguments(text[args_from:i])
+        if self._expect == _Expect.DONE:
+            return ScanResult(ScanStatus.DONE, i)
+        return ScanResult(ScanStatus.MORE, i)
+
+    def _arguments_depth(self) -> int:
+        """Stack depth inside the arguments value; below it, the value is complete."""
+        return self._call_depth + 1
+
+    def _check_value_start(self, char: str) -> str:
+        depth = len(self._stack)
+        if depth < self._call_depth:
+            wanted = "[" if depth == 0 and self._call_depth == 2 else "{"
+            if char != wanted:
+                return "a tool call must be a JSON object" if wanted == "{" else "expected a list of calls"
+        if char in '{["' or char == "-" or char.isdigit() or char in "tfn":
+            return ""
+        return f"unexpected {char!r}"
+
+    def _begin_capture(self, role: str) -> None:
+        self._capture = []
+        self._capture_role = role
+
+    def _end_string(self) -> None:
+        if self._capture is None:
+            return
+        text = '"' + "".join(self._capture) + '"'
+        role = self._capture_role
+        self._capture = None
+        if role == "key":
+            self._key = _decode_string(text) or ""
+        elif role == "name":
+            assert self._call is not None
+            self._call.name = _decode_string(text)
+            self._announce_if_ready()
+        elif role == "arguments":
+            assert self._call is not None
+            self._call.arguments.append(text)
+
+    def _announce_if_ready(self) -> None:
+        call = self._call
+        if call is None or call.index is not None or not call.name:
+            return
+        if call.arguments_kind not in (None, "{") and self._in_arguments:
+            return
+        call.index, call_id = self._indexer.next()
+        self._events.append(ToolCallStart(call.index, call_id, call.name))
+        if call.unsent:
+            self._events.append(ToolCallArgs(call.index, "".join(call.unsent)))
+            call.unsent.clear()
+
+    def _emit_arguments(self, text: str) -> None:
+        call = self._call
+        if call is None or not text or call.arguments_kind != "{":
+            return
+        call.arguments.append(text)
+        if call.index is None:
+            call.unsent.append(text)
+        else:
+            self._events.append(ToolCallArgs(call.index, text))
+
+    def _close_arguments(self, text: str, args_from: int, end: int) -> int:
+        """The arguments value ended at `end`: flush what is left of it."""
+        if args_from >= 0:
+            self._emit_arguments(text[args_from:end])
+        self._in_arguments = False
+        self._announce_if_ready()
+        return -1
+
+    def _close_container(self, text: str, args_from: int, end: int) -> int | ScanResult:
+        self._stack.pop()
+        depth = len(self._stack)
+        if self._in_arguments and depth < self._arguments_depth():
+            args_from = self._close_arguments(text, args_from, end)
+        if self._call is not None and depth == self._call_depth - 1:
+            problem = self._finish_call()
+            if problem:
+                return self._fail(end - 1, args_from, text, problem)
+        self._expect = _Expect.DONE if depth == 0 else _Expect.COMMA_OR_CLOSE
+        return args_from
+
+    def _finish_call(self) -> str:
+        call = self._call
+        assert call is not None
+        if not call.name:
+            return "the call has no name"
+        arguments = "".join(call.arguments)
+        if call.arguments_kind == '"':
+            # Arguments sent as a JSON string holding the object: decode it once.
+            try:
+                decoded = orjson.loads(orjson.loads(arguments))
+            except orjson.JSONDecodeError:
+                return "arguments string is not a JSON object"
+            if not isinstance(decoded, dict):
+                return "arguments string is not a JSON object"
+            arguments = orjson.dumps(decoded).decode()
+        elif call.arguments_kind in (None, "n"):
+            arguments = "{}"
+        else:
+            try:
+                parsed = orjson.loads(arguments)
+            except orjson.JSONDecodeError as error:
+                return f"arguments are not valid JSON: {error}"
+            if not isinstance(parsed, dict):
+                return "arguments must be an object"
+        if call.index is None:
+            call.index, call_id = self._indexer.next()
+            self._events.append(ToolCallStart(call.index, call_id, call.name))
+            self._events.append(ToolCallArgs(call.index, arguments))
+        elif call.arguments_kind != "{":
+            self._events.append(ToolCallArgs(call.index, arguments))
+        self._events.append(ToolCallEnd(call.index, arguments))
+        self._call = None
+        return ""
+
+    def _fail(self, position: int, args_from: int, text: str, reason: str) -> ScanResult:
+        # Nothing more of a failed call is sent: the caller turns its raw text into content.
+        return ScanResult(ScanStatus.FAILED, position, reason)
+
+
+def _decode_string(quoted: str) -> str | None:
+    try:
+        value = orjson.loads(quoted)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, str) else None
