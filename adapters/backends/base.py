@@ -36,8 +36,9 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     # Marker strings that must reach the parser even when the model has them as special tokens.
     preserved_tokens: tuple[str, ...] = ()
-    # Set when the rendered prompt already starts with the model's BOS text.
-    prompt_has_bos: bool = False
+    # The BOS text the template wrote at the start of the prompt ("" if none). Backends that add
+    # BOS themselves strip it; backends told not to add special tokens keep it.
+    bos_token: str = ""
 
 
 @dataclass(frozen=True, slots=True)

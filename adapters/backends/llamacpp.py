@@ -1,0 +1,110 @@
+"""llama.cpp `llama-server` over its native `POST /completion`.
+
+Wire format: SSE lines `data: {...}` with `content` and `stop: false`, then one line with
+`stop: true`, `stop_type` and token counts; no `[DONE]`; lines starting with `:` are pings; an
+error mid-stream arrives in-band as `{"error": {...}}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .base import BackendEvent, Finish, GenerationRequest, TemplateInfo, TextPiece, Usage, drop_none
+from .errors import BackendProtocolError, BackendRejected, TemplateUnavailable
+from .http import BackendHttp, HttpSettings, error_message, iter_lines, parse_json
+
+# llama-server's stop_type -> OpenAI finish_reason. "none" means it stopped for no reason it
+# could name (e.g. the slot was released); treat it as a normal stop.
+_FINISH_REASONS = {"eos": "stop", "word": "stop", "limit": "length", "none": "stop"}
+
+
+class LlamaCppBackend:
+    type = "llamacpp"
+
+    def __init__(self, name: str, settings: HttpSettings) -> None:
+        self.name = name
+        self._http = BackendHttp(name, settings)
+
+    def completion_body(self, request: GenerationRequest) -> dict[str, Any]:
+        sampling = request.sampling
+        prompt = request.prompt
+        if request.bos_token and prompt.startswith(request.bos_token):
+            # The server adds BOS to a text prompt itself; the template's copy would double it.
+            prompt = prompt[len(request.bos_token) :]
+        body = {
+            "prompt": prompt,
+            "stream": True,
+            "n_predict": sampling.max_tokens if sampling.max_tokens is not None else -1,
+            "stop": list(request.stop),
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "top_k": sampling.top_k,
+            "min_p": sampling.min_p,
+            "seed": sampling.seed,
+            "presence_penalty": sampling.presence_penalty,
+            "frequency_penalty": sampling.frequency_penalty,
+            "repeat_penalty": sampling.repeat_penalty,
+            "cache_prompt": True,
+        }
+        if request.preserved_tokens:
+            body["preserved_tokens"] = list(request.preserved_tokens)
+        return drop_none(body)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
+        async with self._http.request("POST", "/completion", self.completion_body(request)) as response:
+            async for line in iter_lines(response, self.name):
+                if not line.startswith(b"data:"):
+                    continue  # blank separators and `:` keep-alive pings
+                chunk = parse_json(self.name, line[5:])
+                if not isinstance(chunk, dict):
+                    raise BackendProtocolError(self.name, f"backend '{self.name}' sent a non-object chunk")
+                if "error" in chunk:
+                    message, _ = error_message(chunk)
+                    raise BackendRejected(self.name, f"backend '{self.name}' failed mid-stream: {message}")
+                text = chunk.get("content")
+                if text:
+                    yield TextPiece(text)
+                if chunk.get("stop"):
+                    yield self._finish(chunk)
+                    return
+        raise BackendProtocolError(self.name, f"backend '{self.name}' ended the stream without its final chunk")
+
+    def _finish(self, chunk: dict[str, Any]) -> Finish:
+        stop_type = chunk.get("stop_type") or "eos"
+        timings = chunk.get("timings") or {}
+        usage = Usage(
+            prompt_tokens=int(chunk.get("tokens_evaluated") or timings.get("prompt_n") or 0),
+            completion_tokens=int(chunk.get("tokens_predicted") or timings.get("predicted_n") or 0),
+            # `tokens_cached` is the whole slot cache; the prompt tokens reused are timings.cache_n.
+            cached_tokens=timings.get("cache_n"),
+        )
+        return Finish(
+            reason=_FINISH_REASONS.get(stop_type, "stop"),  # type: ignore[arg-type]
+            usage=usage,
+            stop_word=chunk.get("stopping_word") or None,
+        )
+
+    async def template_info(self, upstream_model: str) -> TemplateInfo:
+        props = await self._http.get_json("/props")
+        template = props.get("chat_template") if isinstance(props, dict) else None
+        if not template:
+            raise TemplateUnavailable(self.name, f"backend '{self.name}' reports no chat template in GET /props")
+        settings = props.get("default_generation_settings") or {}
+        return TemplateInfo(
+            chat_template=template,
+            bos_token=props.get("bos_token"),
+            eos_token=props.get("eos_token"),
+            source=f"{self._http.settings.base_url}/props",
+            context_size=settings.get("n_ctx") or props.get("n_ctx"),
+        )
+
+    async def health(self) -> bool:
+        try:
+            async with self._http.request("GET", "/health"):
+                return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        await self._http.close()

@@ -1,0 +1,172 @@
+"""What a tool format is: a small description on top of the shared parser.
+
+A format says how a call looks in the model's output (`syntax`), how earlier calls and their
+results are written back into the history, and how tools are described to a model whose chat
+template cannot do it. Everything else (parsing, streaming, encoding) is shared.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import orjson
+
+from .conversation import Conversation, Message, ToolCall, ToolSpec
+from .engine import StreamParser
+from .syntax import CallSyntax
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def random_id(length: int) -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+class TemplateTraits(Protocol):
+    """What a format needs to know about the chat template it writes into."""
+
+    supports_system_role: bool
+    supports_tools: bool
+    supports_tool_calls: bool
+    supports_tool_role: bool
+    requires_object_arguments: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateInput:
+    """The messages and tools exactly as the chat template will see them."""
+
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None
+
+
+class ToolFormat:
+    """Base of every format. Subclasses set `name` and `syntax` and override the writers."""
+
+    name: ClassVar[str]
+    syntax: ClassVar[CallSyntax]
+    # Whether the model's own template is meant to describe tools, calls and results.
+    native: ClassVar[bool] = True
+    # Text the model must never write itself (a hallucinated tool result): stop there.
+    stop_strings: ClassVar[tuple[str, ...]] = ()
+
+    def new_call_id(self) -> str:
+        return "call_" + random_id(24)
+
+    def new_parser(self) -> StreamParser:
+        return StreamParser(self.syntax, self.new_call_id)
+
+    @property
+    def preserved_tokens(self) -> tuple[str, ...]:
+        return self.syntax.markers
+
+    # -- writing the conversation for the template --------------------------------------
+
+    def template_input(self, conversation: Conversation, traits: TemplateTraits) -> TemplateInput:
+        native_tools = self.native and traits.supports_tools
+        native_calls = self.native and traits.supports_tool_calls
+        native_results = self.native and traits.supports_tool_role
+        names = _call_names(conversation.messages)
+        messages: list[dict[str, Any]] = []
+        for message in conversation.messages:
+            if message.role == "assistant" and message.tool_calls:
+                if native_calls:
+                    messages.append(self._native_assistant(message, traits))
+                else:
+                    parts = [message.content] if message.content else []
+                    parts.extend(self.write_call(call) for call in message.tool_calls)
+                    _append(messages, "assistant", "\n".join(parts))
+            elif message.role == "tool":
+                name = message.name or names.get(message.tool_call_id or "", "")
+                if native_results:
+                    entry: dict[str, Any] = {"role": "tool", "content": message.content}
+                    if message.tool_call_id:
+                        entry["tool_call_id"] = message.tool_call_id
+                    if name:
+                        entry["name"] = name
+                    messages.append(entry)
+                else:
+                    _append(messages, "user", self.write_result(name, message.content), merge=True)
+            else:
+                messages.append({"role": message.role, "content": message.content})
+        tools = [tool.as_openai() for tool in conversation.tools] if conversation.offers_tools else None
+        if tools and not native_tools:
+            _add_system_text(messages, self.describe_tools(conversation.tools))
+            tools = None
+        if not traits.supports_system_role:
+            messages = _fold_system_into_user(messages)
+        return TemplateInput(messages, tools)
+
+    def _native_assistant(self, message: Message, traits: TemplateTraits) -> dict[str, Any]:
+        calls = []
+        for call in message.tool_calls:
+            arguments: Any = call.arguments
+            if traits.requires_object_arguments:
+                arguments = _as_object(call.arguments)
+            calls.append(
+                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
+            )
+        return {"role": "assistant", "content": message.content, "tool_calls": calls}
+
+    # -- format-specific writers ----------------------------------------------------------
+
+    def write_call(self, call: ToolCall) -> str:
+        """A past call, as the model would have written it."""
+        body = {"name": call.name, "arguments": _as_object(call.arguments)}
+        return f"{self.syntax.open_marker}{orjson.dumps(body).decode()}{self.syntax.close_marker or ''}"
+
+    def write_result(self, name: str, content: str) -> str:
+        """A tool's result, as text inside a user turn."""
+        raise NotImplementedError
+
+    def describe_tools(self, tools: tuple[ToolSpec, ...]) -> str:
+        """A system-prompt block that lists the tools and teaches the call syntax."""
+        raise NotImplementedError
+
+
+def _call_names(messages: tuple[Message, ...]) -> dict[str, str]:
+    return {call.id: call.name for message in messages for call in message.tool_calls}
+
+
+def _as_object(arguments: str) -> Any:
+    try:
+        return orjson.loads(arguments) if arguments.strip() else {}
+    except orjson.JSONDecodeError:
+        return arguments
+
+
+def _append(messages: list[dict[str, Any]], role: str, content: str, *, merge: bool = False) -> None:
+    """Add a turn; with `merge`, join it to a directly preceding turn of the same role.
+
+    Tool results become user turns, and templates that insist on alternating roles would
+    reject two user turns in a row.
+    """
+    if merge and messages and messages[-1]["role"] == role and not messages[-1].get("tool_calls"):
+        messages[-1] = {**messages[-1], "content": f"{messages[-1]['content']}\n\n{content}"}
+        return
+    messages.append({"role": role, "content": content})
+
+
+def _add_system_text(messages: list[dict[str, Any]], text: str) -> None:
+    if messages and messages[0]["role"] == "system":
+        existing = messages[0]["content"]
+        messages[0] = {**messages[0], "content": f"{existing}\n\n{text}" if existing else text}
+    else:
+        messages.insert(0, {"role": "system", "content": text})
+
+
+def _fold_system_into_user(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For templates with no system role: put system text at the top of the first user turn."""
+    system = [m["content"] for m in messages if m["role"] == "system" and m["content"]]
+    rest = [m for m in messages if m["role"] != "system"]
+    if not system:
+        return rest
+    preface = "\n\n".join(system)
+    for position, message in enumerate(rest):
+        if message["role"] == "user":
+            rest[position] = {**message, "content": f"{preface}\n\n{message['content']}"}
+            return rest
+    return [{"role": "user", "content": preface}, *rest]

@@ -1,0 +1,30 @@
+"""Hermes / Qwen2.5 style: `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`."""
+
+from __future__ import annotations
+
+import orjson
+
+from .base import ToolFormat
+from .conversation import ToolSpec
+from .syntax import CallSyntax
+
+
+class HermesFormat(ToolFormat):
+    name = "hermes"
+    syntax = CallSyntax(open_marker="<tool_call>", close_marker="</tool_call>")
+    stop_strings = ("<tool_response>",)
+
+    def write_result(self, name: str, content: str) -> str:
+        return f"<tool_response>\n{content}\n</tool_response>"
+
+    def describe_tools(self, tools: tuple[ToolSpec, ...]) -> str:
+        # Written the way Qwen2.5's own template teaches it, for templates that cannot.
+        listing = "\n".join(orjson.dumps(tool.as_openai()).decode() for tool in tools)
+        return (
+            "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+            "You are provided with function signatures within <tools></tools> XML tags:\n"
+            f"<tools>\n{listing}\n</tools>\n\n"
+            "For each function call, return a json object with function name and arguments "
+            "within <tool_call></tool_call> XML tags:\n"
+            '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
+        )

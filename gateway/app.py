@@ -1,0 +1,76 @@
+"""Builds the aiohttp application from a loaded configuration."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from aiohttp import web
+
+from adapters.backends import HttpSettings, SamplingParams, create_backend
+from adapters.formats import get_format
+
+from .config import GatewayConfig
+from .http_api import ROUTING_TABLE, STARTED_AT, chat_completions, health, list_models, openai_errors
+from .routing import TEMPLATE_FROM_BACKEND, Route, RoutingTable
+
+log = structlog.get_logger("toolwire.app")
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+def build_routing_table(config: GatewayConfig) -> RoutingTable:
+    """Backends are created once and shared by every route that names them (one pool each)."""
+    backends = {
+        backend.name: create_backend(
+            backend.type,
+            backend.name,
+            HttpSettings(
+                base_url=backend.url,
+                api_key=backend.api_key,
+                connect_timeout=backend.timeouts.connect,
+                read_timeout=backend.timeouts.read,
+                max_connections=backend.max_connections,
+            ),
+        )
+        for backend in config.backends
+    }
+    routes = []
+    for model in config.models:
+        routes.append(
+            Route(
+                name=model.name,
+                backend=backends[model.backend],
+                upstream_model=model.upstream_model or model.name,
+                tool_format=get_format(model.tool_format),
+                template_source=model.chat_template,
+                bos_token=model.bos_token,
+                eos_token=model.eos_token,
+                stop=tuple(model.stop or ()),
+                defaults=SamplingParams(**model.defaults.model_dump()),
+            )
+        )
+    return RoutingTable(routes)
+
+
+def create_app(config: GatewayConfig) -> web.Application:
+    app = web.Application(middlewares=[openai_errors], client_max_size=MAX_BODY_BYTES)
+    app[STARTED_AT] = time.time()
+
+    async def start_routes(app: web.Application) -> None:
+        # Backends hold connection pools, which belong to the running event loop.
+        table = build_routing_table(config)
+        app[ROUTING_TABLE] = table
+        for route in table:
+            if route.template_source != TEMPLATE_FROM_BACKEND:
+                await route.template()  # a broken template file fails at start, not on a request
+        log.info("routes_ready", models=[route.name for route in table])
+        yield
+        for backend in table.backends:
+            await backend.close()
+
+    app.cleanup_ctx.append(start_routes)
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    return app

@@ -1,0 +1,257 @@
+"""The `/v1/chat/completions` request as OpenAI defines it, validated, and turned into a `ChatJob`.
+
+Raw JSON stops here: everything past this module works on typed objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from adapters.backends import SamplingParams
+from adapters.formats.conversation import Conversation, Message, NamedToolChoice, ToolCall, ToolChoice, ToolSpec
+
+from .errors import ApiError, bad_request
+
+_FUNCTION_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
+
+
+class _Model(BaseModel):
+    # Unknown fields are ignored, as most OpenAI-compatible servers do, so newer clients work.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class TextPart(_Model):
+    type: Literal["text"]
+    text: str
+
+
+class OtherPart(_Model):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+
+
+class FunctionCallIn(_Model):
+    name: str
+    # OpenAI sends a JSON string; some clients send the object itself.
+    arguments: str | dict[str, Any] = "{}"
+
+
+class ToolCallIn(_Model):
+    id: str = ""
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+
+class MessageIn(_Model):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[TextPart | OtherPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
+    function_call: FunctionCallIn | None = None  # legacy assistant field
+
+
+class FunctionDef(_Model):
+    name: Annotated[str, Field(pattern=_FUNCTION_NAME)]
+    description: str = ""
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolIn(_Model):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(_Model):
+    name: str
+
+
+class NamedToolChoiceIn(_Model):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class StreamOptions(_Model):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Model):
+    model: str
+    messages: Annotated[list[MessageIn], Field(min_length=1)]
+    tools: list[ToolIn] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoiceIn | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[FunctionDef] | None = None  # legacy
+    function_call: Literal["none", "auto"] | NamedFunction | None = None  # legacy
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_k: Annotated[int, Field(ge=0)] | None = None
+    min_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    seed: int | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    repeat_penalty: Annotated[float, Field(ge=0)] | None = None
+    stop: str | list[str] | None = None
+    n: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _single_choice(cls, value: int | None) -> int | None:
+        if value not in (None, 1):
+            raise ValueError("only n=1 is supported")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class ChatJob:
+    """One chat request, in toolwire's own terms."""
+
+    model: str
+    conversation: Conversation
+    sampling: SamplingParams
+    stop: tuple[str, ...]
+    stream: bool
+    include_usage: bool
+
+
+def parse_chat_request(body: bytes) -> ChatJob:
+    """Validate a request body; any problem is a 400 that names the offending field."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise bad_request(f"The request body is not valid JSON: {error}", code="invalid_json") from error
+    if not isinstance(data, dict):
+        raise bad_request("The request body must be a JSON object.", code="invalid_json")
+    try:
+        request = ChatCompletionRequest.model_validate(data)
+    except ValidationError as error:
+        raise validation_error(error) from error
+    return _to_job(request)
+
+
+def validation_error(error: ValidationError) -> ApiError:
+    first = error.errors()[0]
+    param = _param_path(first["loc"])
+    message = first["msg"]
+    if first["type"] == "missing":
+        message = "Field required"
+    more = f" (and {error.error_count() - 1} more problems)" if error.error_count() > 1 else ""
+    return bad_request(f"Invalid value for '{param}': {message}{more}", param=param, code="invalid_value")
+
+
+def _param_path(location: tuple[Any, ...]) -> str:
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("str", "list[union[TextPart,OtherPart]]") or "[" in str(part) or str(part)[:1].isupper():
+            continue  # pydantic's names for union branches, not fields
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _to_job(request: ChatCompletionRequest) -> ChatJob:
+    tools = [_tool(tool.function) for tool in request.tools or []]
+    tools += [_tool(function) for function in request.functions or []]
+    names = {tool.name for tool in tools}
+    tool_choice = _tool_choice(request, names)
+    messages = tuple(_message(message, position) for position, message in enumerate(request.messages))
+    stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
+    sampling = SamplingParams(
+        max_tokens=request.max_completion_tokens or request.max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        top_k=request.top_k,
+        min_p=request.min_p,
+        seed=request.seed,
+        presence_penalty=request.presence_penalty,
+        frequency_penalty=request.frequency_penalty,
+        repeat_penalty=request.repeat_penalty,
+    )
+    conversation = Conversation(
+        messages=messages,
+        tools=tuple(tools),
+        tool_choice=tool_choice,
+        parallel_tool_calls=request.parallel_tool_calls is not False,
+    )
+    return ChatJob(
+        model=request.model,
+        conversation=conversation,
+        sampling=sampling,
+        stop=tuple(s for s in stop if s),
+        stream=request.stream,
+        include_usage=bool(request.stream_options and request.stream_options.include_usage),
+    )
+
+
+def _tool(function: FunctionDef) -> ToolSpec:
+    parameters = function.parameters if function.parameters is not None else {"type": "object", "properties": {}}
+    return ToolSpec(function.name, function.description, parameters, bool(function.strict))
+
+
+def _tool_choice(request: ChatCompletionRequest, names: set[str]) -> ToolChoice:
+    choice = request.tool_choice if request.tool_choice is not None else request.function_call
+    param = "tool_choice" if request.tool_choice is not None else "function_call"
+    if choice is None:
+        return "auto"
+    if isinstance(choice, str):
+        if choice != "none" and not names:
+            raise bad_request(f"'{param}' is '{choice}' but no tools were given.", param=param)
+        return choice
+    name = choice.function.name if isinstance(choice, NamedToolChoiceIn) else choice.name
+    if name not in names:
+        raise bad_request(
+            f"'{param}' names the function '{name}', which is not among the given tools.", param=param
+        )
+    return NamedToolChoice(name)
+
+
+def _message(message: MessageIn, position: int) -> Message:
+    content = _text_content(message, position)
+    role = message.role
+    if role == "developer":
+        return Message("system", content)
+    if role == "function":  # legacy function result
+        return Message("tool", content, name=message.name)
+    if role == "tool":
+        return Message("tool", content, tool_call_id=message.tool_call_id, name=message.name)
+    if role == "assistant":
+        calls = [_call(call.id, call.function, position, index) for index, call in enumerate(message.tool_calls or [])]
+        if message.function_call is not None:
+            calls.append(_call("", message.function_call, position, len(calls)))
+        return Message("assistant", content, tool_calls=tuple(calls))
+    return Message(role, content)
+
+
+def _call(call_id: str, function: FunctionCallIn, position: int, index: int) -> ToolCall:
+    arguments = function.arguments
+    if isinstance(arguments, dict):
+        arguments = orjson.dumps(arguments).decode()
+    return ToolCall(id=call_id or f"call_{position}_{index}", name=function.name, arguments=arguments or "{}")
+
+
+def _text_content(message: MessageIn, position: int) -> str:
+    content = message.content
+    if content is None or isinstance(content, str):
+        return content or ""
+    texts = []
+    for index, part in enumerate(content):
+        if isinstance(part, TextPart):
+            texts.append(part.text)
+        else:
+            raise bad_request(
+                f"Content parts of type '{part.type}' are not supported; send text.",
+                param=f"messages[{position}].content[{index}]",
+                code="unsupported_content",
+            )
+    return "\n".join(texts)

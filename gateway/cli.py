@@ -1,0 +1,42 @@
+"""`toolwire serve --config PATH`: load the routing table and run the gateway."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from aiohttp import web
+
+from .app import create_app
+from .config import ConfigError, default_config_path, load_config
+from .logging_setup import configure_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="toolwire", description="OpenAI tool calling for raw completion backends.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="routing table YAML (default: $TOOLWIRE_CONFIG or config/toolwire.yaml)")
+    serve.add_argument("--host", help="override listen.host")
+    serve.add_argument("--port", type=int, help="override listen.port")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    path = args.config or default_config_path()
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        print(f"toolwire: bad configuration:\n{error}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level)
+    host = args.host or config.listen.host
+    port = args.port or config.listen.port
+    print(f"toolwire: serving {len(config.models)} model(s) on http://{host}:{port}/v1", file=sys.stderr)
+    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""The routing table: a YAML file, `${VAR}`-interpolated, validated into frozen pydantic models.
+
+Every problem, from a missing file to a typo in a key, surfaces as one `ConfigError` whose lines
+read `<file>: <key path>: <what is wrong>`, so the user can go straight to the line to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+DEFAULT_CONFIG_PATH = Path("config/toolwire.yaml")
+CONFIG_ENV_VAR = "TOOLWIRE_CONFIG"
+BACKEND_TEMPLATE: Final = "backend"  # chat_template value meaning "ask the backend for its template"
+
+BackendType = Literal["llamacpp", "vllm", "openai-completions", "ollama"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file, the key and the problem."""
+
+
+class _Section(BaseModel):
+    # forbid: a misspelt key must fail loudly instead of silently falling back to a default.
+    # frozen: the config is read once at startup and shared by every request.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListenConfig(_Section):
+    host: str = "127.0.0.1"  # loopback by default: exposing the gateway must be a decision
+    port: int = Field(default=8000, ge=1, le=65535)
+
+
+class TimeoutsConfig(_Section):
+    connect: float = Field(default=5.0, gt=0)
+    read: float = Field(default=300.0, gt=0)  # max silence between two bytes, not a cap on the whole answer
+
+
+class BackendConfig(_Section):
+    name: str = Field(min_length=1)
+    type: BackendType
+    url: str
+    api_key: str | None = None
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+    max_connections: int = Field(default=64, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        try:
+            _ = parts.port  # raises on a non-numeric or out-of-range port
+        except ValueError as error:
+            raise ValueError(f"invalid URL {url!r}: {error}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
+        return url.rstrip("/")  # clients join paths with "/", so the base never ends in one
+
+    @field_validator("api_key")
+    @classmethod
+    def _empty_key_is_none(cls, key: str | None) -> str | None:
+        return key or None  # `${KEY:-}` with KEY unset means "no key", not an empty bearer token
+
+
+class SamplingDefaults(_Section):
+    """Per-route defaults for the sampling parameters; a request's own values win."""
+
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = None  # no bound: backends disagree on the "disabled" value (0 or -1)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    seed: int | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repeat_penalty: float | None = None
+
+
+class ModelRoute(_Section):
+    name: str = Field(min_length=1)  # the public model name clients send
+    backend: str
+    upstream_model: str = Field(default="", min_length=1)  # filled from `name` by _default_upstream
+    tool_format: str = Field(default="default", min_length=1)  # checked against the format registry by the app
+    chat_template: Literal["backend"] | Path = BACKEND_TEMPLATE
+    bos_token: str | None = None
+    eos_token: str | None = None
+    stop: tuple[str, ...] = ()
+    defaults: SamplingDefaults = SamplingDefaults()
+    context_size: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_upstream(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("upstream_model") is None and data.get("name"):
+            return {**data, "upstream_model": data["name"]}
+        return data
+
+    @field_validator("chat_template", mode="before")
+    @classmethod
+    def _resolve_template(cls, value: Any, info: ValidationInfo) -> Any:
+        if value == BACKEND_TEMPLATE:
+            return value
+        if not isinstance(value, str | os.PathLike) or not str(value):
+            raise ValueError(f"must be {BACKEND_TEMPLATE!r} or the path to a template file")
+        base_dir = (info.context or {}).get("base_dir") or Path.cwd()
+        path = (Path(base_dir) / Path(value).expanduser()).resolve()  # an absolute value ignores base_dir
+        if not path.is_file():
+            raise ValueError(f"template file not found: {path}")
+        return path
+
+
+class GatewayConfig(_Section):
+    listen: ListenConfig = ListenConfig()
+    log_level: LogLevel = "info"
+    backends: tuple[BackendConfig, ...]
+    models: tuple[ModelRoute, ...]
+
+    @field_validator("backends", "models")
+    @classmethod
+    def _not_empty(cls, items: tuple[Any, ...]) -> tuple[Any, ...]:
+        # A validator, not min_length: that one also fires, confusingly, when only an item is invalid.
+        if not items:
+            raise ValueError("at least one entry is required")
+        return items
+
+    @model_validator(mode="after")
+    def _check_references(self) -> GatewayConfig:
+        # Collected, not raised one by one, so a single run reports every broken reference.
+        problems = _duplicates("backends", [b.name for b in self.backends])
+        problems += _duplicates("models", [m.name for m in self.models])
+        defined = ", ".join(b.name for b in self.backends)
+        problems += [
+            f"models[{i}].backend: unknown backend {m.backend!r} (defined: {defined})"
+            for i, m in enumerate(self.models)
+            if m.backend not in {b.name for b in self.backends}
+        ]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def model_routes(self) -> list[ModelRoute]:
+        return list(self.models)
+
+    def backend(self, name: str) -> BackendConfig:
+        for backend in self.backends:
+            if backend.name == name:
+                return backend
+        raise KeyError(f"unknown backend {name!r}")
+
+    def route(self, model: str) -> ModelRoute:
+        """The route for a public model name; KeyError if no route serves it."""
+        for route in self.models:
+            if route.name == model:
+                return route
+        raise KeyError(f"unknown model {model!r}")
+
+
+def _duplicates(section: str, names: list[str]) -> list[str]:
+    first: dict[str, int] = {}  # name -> index of its first use
+    return [
+        f"{section}[{i}].name: duplicate name {name!r} (also {section}[{first[name]}])"
+        for i, name in enumerate(names)
+        if first.setdefault(name, i) != i
+    ]
+
+
+def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    return Path(environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    source = os.fspath(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{source}: cannot read: {error}") from None
+    return parse_config(text, source=source, base_dir=Path(path).absolute().parent, environ=environ)
+
+
+def parse_config(
+    text: str,
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> GatewayConfig:
+    """Validate config text; relative template paths resolve against `base_dir` (default: cwd)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{source}: {where}{problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level, got {type(data).__name__}")
+    data = _interpolate(data, "", os.environ if environ is None else environ, source)
+    try:
+        return GatewayConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as error:
+        raise ConfigError(_format_errors(error, source)) from None
+
+
+# $$ | ${NAME} | ${NAME:-default} | any other "${" (malformed, reported rather than kept literally)
+_PLACEHOLDER = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|(\{))")
+
+
+def _interpolate(value: Any, key: str, environ: Mapping[str, str], source: str) -> Any:
+    """Substitute `${VAR}` in every string value of the parsed YAML (never in keys)."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, _join(key, k), environ, source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{key}[{i}]", environ, source) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        dollar, name, default, malformed = match.groups()
+        if dollar:
+            return "$"
+        if malformed:
+            raise ConfigError(f"{source}: {key}: malformed placeholder; write ${{VAR}}, ${{VAR:-default}} or $$")
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{source}: {key}: environment variable {name!r} is not set and has no default")
+
+    return _PLACEHOLDER.sub(substitute, value)
+
+
+def _join(key: str, part: Any) -> str:
+    return f"{key}[{part}]" if isinstance(part, int) else f"{key}.{part}" if key else str(part)
+
+
+# pydantic's wording for these speaks Python ("tuple", "instance of ModelRoute"); the user wrote YAML.
+_MESSAGES = MappingProxyType(
+    {
+        "missing": "required key is missing",
+        "tuple_type": "Input should be a list",
+        "model_type": "Input should be a mapping",
+    }
+)
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors(include_url=False):
+        key = ""
+        for part in item["loc"]:
+            key = _join(key, part)
+        message = _MESSAGES.get(item["type"]) or item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = f"unknown key{_allowed_keys(item['loc'][:-1])}"
+        # Cross-reference problems come from the top-level validator and carry their own key paths.
+        lines += [f"{source}: {key}: {line}" if key else f"{source}: {line}" for line in message.splitlines()]
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> str:
+    """` (allowed: a, b)` for the section at `loc`, to point a typo at its intended spelling."""
+    model: Any = GatewayConfig
+    for part in (p for p in loc if not isinstance(p, int)):
+        field = model.model_fields.get(part)
+        candidates = [field.annotation, *getattr(field.annotation, "__args__", ())] if field else []
+        model = next((t for t in candidates if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        if model is None:
+            return ""
+    return f" (allowed: {', '.join(model.model_fields)})"

@@ -1,0 +1,50 @@
+"""From a conversation to the exact text and stop strings sent to the backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adapters.formats import ToolFormat
+from adapters.formats.conversation import Conversation
+
+from .chat_template import ChatTemplate, TemplateError
+from .errors import bad_request
+
+
+@dataclass(frozen=True, slots=True)
+class PromptPlan:
+    prompt: str
+    stop: tuple[str, ...]
+    preserved_tokens: tuple[str, ...]
+    bos_token: str
+
+
+def build_prompt(
+    conversation: Conversation,
+    tool_format: ToolFormat,
+    template: ChatTemplate,
+    *,
+    extra_stop: tuple[str, ...] = (),
+) -> PromptPlan:
+    """Render the conversation with the model's own template, in the route's tool format."""
+    template_input = tool_format.template_input(conversation, template.caps)
+    try:
+        prompt = template.render(template_input.messages, tools=template_input.tools, add_generation_prompt=True)
+    except TemplateError as error:
+        raise bad_request(
+            f"The model's chat template rejected this conversation: {error}", param="messages", code="template_error"
+        ) from error
+    # Stop at the end of the assistant turn as the template writes it, even when the backend
+    # does not treat that text as a special token (a base model writes it as plain text).
+    stop = list(template.caps.end_of_turn)
+    if template.eos_token:
+        stop.append(template.eos_token)
+    stop.extend(tool_format.stop_strings)
+    stop.extend(extra_stop)
+    bos = template.bos_token if template.bos_token and prompt.startswith(template.bos_token) else ""
+    return PromptPlan(
+        prompt=prompt,
+        stop=tuple(dict.fromkeys(s for s in stop if s)),
+        preserved_tokens=tool_format.preserved_tokens if conversation.offers_tools else (),
+        bos_token=bos,
+    )
