@@ -55,7 +55,9 @@ def parse(format_name: str, chunks: list[str]) -> Outcome:
     for chunk in chunks:
         events += parser.feed(chunk)
     events += parser.close()
-    return collect(events)
+    outcome = collect(events)
+    assert parser.completed_calls == len(outcome.calls)
+    return outcome
 
 
 HERMES = [

@@ -38,7 +38,6 @@ class StreamParser:
         self._calls_seen = False  # once a call block opened, leading whitespace is not content
         self._scanner: JsonCallScanner | None = None
         self._body_prefix = ""  # the open marker of the body being scanned, for its raw text
-        self.completed_calls = 0
         self.failed_calls = 0
 
     def feed(self, text: str) -> list[ParseEvent]:
@@ -57,6 +56,10 @@ class StreamParser:
             self._events.append(TextDelta(self._pending_space))
         self._pending_space = ""
         return self._take_events()
+
+    @property
+    def completed_calls(self) -> int:
+        return self._indexer.completed
 
     @property
     def open_call_index(self) -> int | None:
@@ -103,12 +106,10 @@ class StreamParser:
 
     def _consume_body(self, text: str) -> str:
         assert self._scanner is not None
-        calls_before = self._indexer.count
         result = self._scanner.feed(text)
         if result.status == ScanStatus.MORE:
             return ""
         if result.status == ScanStatus.DONE:
-            self.completed_calls += self._indexer.count - calls_before
             self._mode = _Mode.AFTER_BODY
             self._scanner = None
             return text[result.end :]

@@ -79,6 +79,7 @@ class CallIndexer:
     def __init__(self, new_call_id: Callable[[], str]) -> None:
         self._new_call_id = new_call_id
         self.count = 0
+        self.completed = 0
 
     def next(self) -> tuple[int, str]:
         index = self.count
@@ -396,6 +397,7 @@ class JsonCallScanner:
         elif call.arguments_kind != "{":
             self._events.append(ToolCallArgs(call.index, arguments))
         self._events.append(ToolCallEnd(call.index, arguments))
+        self._indexer.completed += 1
         self._call = None
         return ""
 
