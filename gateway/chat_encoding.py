@@ -60,7 +60,8 @@ class ChunkEncoder:
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     def opening(self) -> bytes:
-        return self._chunk({"role": "assistant", "content": ""})
+        # content stays null until text arrives, so a reply of only calls keeps `content: null`.
+        return self._chunk({"role": "assistant", "content": None})
 
     def event(self, event: ParseEvent) -> bytes | None:
         """The chunk for one parser event (None for events with nothing to send)."""

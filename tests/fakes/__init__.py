@@ -1,0 +1,1 @@
+"""Fake backend servers that speak the real backends' wire formats, for tests."""
