@@ -7,16 +7,39 @@ import time
 import structlog
 from aiohttp import web
 
-from adapters.backends import HttpSettings, SamplingParams, create_backend
-from adapters.formats import get_format
+from adapters.backends import HttpSettings, SamplingParams, backend_types, create_backend
+from adapters.formats import format_names, get_format
 
-from .config import GatewayConfig
+from .chat_template import TemplateError, load_template_file
+from .config import ConfigError, GatewayConfig
 from .http_api import ROUTING_TABLE, STARTED_AT, chat_completions, health, list_models, openai_errors
 from .routing import TEMPLATE_FROM_BACKEND, Route, RoutingTable
 
 log = structlog.get_logger("toolwire.app")
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+def check_config(config: GatewayConfig, source: str) -> None:
+    """What pydantic cannot see: backend types and tool formats must exist, template files compile."""
+    problems = [
+        f"{source}: backends[{i}].type: backend type {b.type!r} is not supported yet (supported: {', '.join(backend_types())})"
+        for i, b in enumerate(config.backends)
+        if b.type not in backend_types()
+    ]
+    problems += [
+        f"{source}: models[{i}].tool_format: unknown tool format {m.tool_format!r} (known: {', '.join(format_names())})"
+        for i, m in enumerate(config.models)
+        if m.tool_format not in format_names()
+    ]
+    for i, model in enumerate(config.models):
+        if model.chat_template != TEMPLATE_FROM_BACKEND:
+            try:
+                load_template_file(model.chat_template)
+            except TemplateError as error:
+                problems.append(f"{source}: models[{i}].chat_template: {error}")
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def build_routing_table(config: GatewayConfig) -> RoutingTable:

@@ -7,7 +7,7 @@ import sys
 
 from aiohttp import web
 
-from .app import create_app
+from .app import check_config, create_app
 from .config import ConfigError, default_config_path, load_config
 from .logging_setup import configure_logging
 
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.config or default_config_path()
     try:
         config = load_config(path)
+        check_config(config, str(path))
     except ConfigError as error:
         print(f"toolwire: bad configuration:\n{error}", file=sys.stderr)
         return 2
