@@ -61,7 +61,7 @@ async def openai_errors(request: web.Request, handler):  # type: ignore[no-untyp
 
 def _http_exception(error: web.HTTPException) -> ApiError:
     if error.status == 404:
-        return ApiError(404, f"Unknown path. toolwire serves /v1/models and /v1/chat/completions.", code="not_found")
+        return ApiError(404, "Unknown path. toolwire serves /v1/models and /v1/chat/completions.", code="not_found")
     if error.status == 405:
         return ApiError(405, f"Method not allowed: {error.reason}", code="method_not_allowed")
     if error.status == 413:

@@ -61,13 +61,6 @@ class StreamParser:
     def completed_calls(self) -> int:
         return self._indexer.completed
 
-    @property
-    def open_call_index(self) -> int | None:
-        """The index of a call that was announced but is not complete yet."""
-        if self._mode == _Mode.BODY and self._scanner is not None:
-            return self._scanner.current_call_index
-        return None
-
     # -- modes -------------------------------------------------------------------------
 
     def _consume(self, text: str) -> None:

@@ -172,14 +172,14 @@ class JsonCallScanner:
                 elif char in _SIMPLE_ESCAPES:
                     self._expect = _Expect.STRING
                 else:
-                    return self._fail(i, args_from, text, f"invalid escape '\\{char}'")
+                    return self._fail(i, f"invalid escape '\\{char}'")
                 if self._capture is not None:
                     self._capture.append(char)
                 i += 1
                 continue
             if expect == _Expect.UNICODE:
                 if char not in _HEX:
-                    return self._fail(i, args_from, text, "invalid \\u escape")
+                    return self._fail(i, "invalid \\u escape")
                 if self._capture is not None:
                     self._capture.append(char)
                 self._unicode_left -= 1
@@ -197,12 +197,12 @@ class JsonCallScanner:
                 token = "".join(self._scalar)
                 self._scalar.clear()
                 if not _VALID_SCALAR.fullmatch(token):
-                    return self._fail(end, args_from, text, f"invalid JSON value {token!r}")
+                    return self._fail(end, f"invalid JSON value {token!r}")
                 self._expect = _Expect.COMMA_OR_CLOSE
                 i = end
                 if self._call is not None and self._in_arguments and len(self._stack) < self._arguments_depth():
                     if self._call.arguments_kind == "n" and token != "null":
-                        return self._fail(end, args_from, text, "arguments must be an object")
+                        return self._fail(end, "arguments must be an object")
                     args_from = self._close_arguments(text, args_from, i)
                 continue
             if char in _WHITESPACE:
@@ -219,20 +219,20 @@ class JsonCallScanner:
                     continue
                 problem = self._check_value_start(char)
                 if problem:
-                    return self._fail(i, args_from, text, problem)
+                    return self._fail(i, problem)
                 if self._call is not None and not self._in_arguments and len(self._stack) == self._call_depth:
                     # A value of the call object: the name, the arguments or something ignored.
                     if self._key in self._argument_keys:
                         self._in_arguments = True
                         if char not in '{"n':
-                            return self._fail(i, args_from, text, "arguments must be an object")
+                            return self._fail(i, "arguments must be an object")
                         self._call.arguments_kind = char
                         args_from = i if char != '"' else -1
                         if char == '"':
                             self._begin_capture("arguments")
                     elif self._key in self._name_keys:
                         if char != '"':
-                            return self._fail(i, args_from, text, "the call's name must be a string")
+                            return self._fail(i, "the call's name must be a string")
                         self._begin_capture("name")
                 if char == "{":
                     self._stack.append("{")
@@ -259,7 +259,7 @@ class JsonCallScanner:
                         return args_from
                     continue
                 if char != '"':
-                    return self._fail(i, args_from, text, "expected a quoted key")
+                    return self._fail(i, "expected a quoted key")
                 self._expect = _Expect.STRING
                 self._after_string = _Expect.COLON
                 if self._call is not None and not self._in_arguments and len(self._stack) == self._call_depth:
@@ -268,7 +268,7 @@ class JsonCallScanner:
                 continue
             if expect == _Expect.COLON:
                 if char != ":":
-                    return self._fail(i, args_from, text, "expected ':' after a key")
+                    return self._fail(i, "expected ':' after a key")
                 self._expect = _Expect.VALUE
                 i += 1
                 continue
@@ -283,7 +283,7 @@ class JsonCallScanner:
                 if isinstance(args_from, ScanResult):
                     return args_from
                 continue
-            return self._fail(i, args_from, text, f"unexpected {char!r}")
+            return self._fail(i, f"unexpected {char!r}")
         if args_from >= 0 and args_from < i:
             self._emit_arguments(text[args_from:i])
         if self._expect == _Expect.DONE:
@@ -362,7 +362,7 @@ class JsonCallScanner:
         if self._call is not None and depth == self._call_depth - 1:
             problem = self._finish_call()
             if problem:
-                return self._fail(end - 1, args_from, text, problem)
+                return self._fail(end - 1, problem)
         self._expect = _Expect.DONE if depth == 0 else _Expect.COMMA_OR_CLOSE
         return args_from
 
@@ -401,7 +401,7 @@ class JsonCallScanner:
         self._call = None
         return ""
 
-    def _fail(self, position: int, args_from: int, text: str, reason: str) -> ScanResult:
+    def _fail(self, position: int, reason: str) -> ScanResult:
         # Nothing more of a failed call is sent: the caller turns its raw text into content.
         return ScanResult(ScanStatus.FAILED, position, reason)
 
