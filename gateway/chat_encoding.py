@@ -46,7 +46,6 @@ class ChunkEncoder:
             "object": "chat.completion.chunk",
             "created": created or int(time.time()),
             "model": model,
-            "system_fingerprint": None,
         }
         self._include_usage = include_usage
 
@@ -145,7 +144,6 @@ class ResponseCollector:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self._model,
-            "system_fingerprint": None,
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
             "usage": usage_body(completed.usage),
         }
