@@ -71,6 +71,8 @@ def build_routing_table(config: GatewayConfig) -> RoutingTable:
                 eos_token=model.eos_token,
                 stop=tuple(model.stop or ()),
                 defaults=SamplingParams(**model.defaults.model_dump()),
+                context_size=model.context_size,
+                keep_alive=model.keep_alive,
             )
         )
     return RoutingTable(routes)

@@ -96,6 +96,7 @@ class ModelRoute(_Section):
     stop: tuple[str, ...] = ()
     defaults: SamplingDefaults = SamplingDefaults()
     context_size: int | None = Field(default=None, gt=0)
+    keep_alive: str | None = None  # Ollama: how long the model stays loaded after a request ("5m", "-1")
 
     @model_validator(mode="before")
     @classmethod

@@ -56,6 +56,9 @@ async def run_chat(job: ChatJob, route: Route) -> AsyncIterator[PipelineEvent]:
         stop=plan.stop,
         preserved_tokens=plan.preserved_tokens,
         bos_token=plan.bos_token,
+        eos_token=template.eos_token,
+        context_size=route.context_size,
+        keep_alive=route.keep_alive,
     )
     parser = route.tool_format.new_parser() if job.conversation.offers_tools else _PlainText()
     finish: Finish | None = None

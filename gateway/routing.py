@@ -31,6 +31,8 @@ class Route:
     eos_token: str | None = None
     stop: tuple[str, ...] = ()
     defaults: SamplingParams = field(default_factory=SamplingParams)
+    context_size: int | None = None
+    keep_alive: str | None = None
     _template: ChatTemplate | None = None
     _template_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

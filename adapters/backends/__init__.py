@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
+
 from .base import Backend, BackendEvent, Finish, GenerationRequest, SamplingParams, TemplateInfo, TextPiece, Usage
 from .http import HttpSettings
-from .llamacpp import LlamaCppBackend
 
-_BACKENDS = {"llamacpp": LlamaCppBackend}
+# Backend type -> "module:class" in this package; imported when a config names the type.
+_BACKENDS = {
+    "llamacpp": "llamacpp:LlamaCppBackend",
+    "vllm": "vllm:VllmBackend",
+    "openai-completions": "vllm:OpenAICompletionsBackend",
+    "ollama": "ollama:OllamaBackend",
+}
 
 
 def backend_types() -> list[str]:
@@ -15,10 +22,11 @@ def backend_types() -> list[str]:
 
 def create_backend(backend_type: str, name: str, settings: HttpSettings) -> Backend:
     try:
-        factory = _BACKENDS[backend_type]
+        module_name, class_name = _BACKENDS[backend_type].split(":")
     except KeyError:
         raise ValueError(f"backend type {backend_type!r} is not supported (supported: {', '.join(backend_types())})") from None
-    return factory(name, settings)
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    return getattr(module, class_name)(name, settings)  # type: ignore[no-any-return]
 
 
 __all__ = [

@@ -39,6 +39,12 @@ class GenerationRequest:
     # The BOS text the template wrote at the start of the prompt ("" if none). Backends that add
     # BOS themselves strip it; backends told not to add special tokens keep it.
     bos_token: str = ""
+    # The model's end-of-sequence text, for backends that print it and must strip it.
+    eos_token: str = ""
+    # The context length to ask for, where the backend needs telling (Ollama's num_ctx).
+    context_size: int | None = None
+    # How long the backend should keep the model loaded after the request (Ollama's keep_alive).
+    keep_alive: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
