@@ -64,7 +64,7 @@ def build_routing_table(config: GatewayConfig) -> RoutingTable:
             Route(
                 name=model.name,
                 backend=backends[model.backend],
-                upstream_model=model.upstream_model or model.name,
+                upstream_model=model.upstream_model,
                 tool_format=get_format(model.tool_format),
                 template_source=model.chat_template,
                 bos_token=model.bos_token,
@@ -75,7 +75,8 @@ def build_routing_table(config: GatewayConfig) -> RoutingTable:
                 keep_alive=model.keep_alive,
             )
         )
-    return RoutingTable(routes)
+    aliases = {alias: model.name for model in config.models for alias in model.aliases}
+    return RoutingTable(routes, aliases)
 
 
 def create_app(config: GatewayConfig) -> web.Application:

@@ -25,6 +25,11 @@ BackendType = Literal["llamacpp", "vllm", "openai-completions", "ollama"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
+def is_glob(name: str) -> bool:
+    """A model name with `*`, `?` or `[` is a pattern (fnmatch) that serves many names."""
+    return any(char in name for char in "*?[")
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the file, the key and the problem."""
 
@@ -88,7 +93,10 @@ class SamplingDefaults(_Section):
 class ModelRoute(_Section):
     name: str = Field(min_length=1)  # the public model name clients send
     backend: str
-    upstream_model: str = Field(default="", min_length=1)  # filled from `name` by _default_upstream
+    # The backend's name for the model; filled from `name` by _default_upstream. A glob route
+    # without one sends whatever name the client asked for.
+    upstream_model: str | None = Field(default=None, min_length=1)
+    aliases: tuple[str, ...] = ()  # more public names for the same route
     tool_format: str = Field(default="default", min_length=1)  # checked against the format registry by the app
     chat_template: Literal["backend"] | Path = BACKEND_TEMPLATE
     bos_token: str | None = None
@@ -101,7 +109,12 @@ class ModelRoute(_Section):
     @model_validator(mode="before")
     @classmethod
     def _default_upstream(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("upstream_model") is None and data.get("name"):
+        if (
+            isinstance(data, dict)
+            and data.get("upstream_model") is None
+            and isinstance(data.get("name"), str)
+            and not is_glob(data["name"])
+        ):
             return {**data, "upstream_model": data["name"]}
         return data
 
@@ -138,6 +151,12 @@ class GatewayConfig(_Section):
         # Collected, not raised one by one, so a single run reports every broken reference.
         problems = _duplicates("backends", [b.name for b in self.backends])
         problems += _duplicates("models", [m.name for m in self.models])
+        public = {m.name for m in self.models}
+        for i, model in enumerate(self.models):
+            for j, alias in enumerate(model.aliases):
+                if alias in public:
+                    problems.append(f"models[{i}].aliases[{j}]: {alias!r} is already a model name or alias")
+                public.add(alias)
         defined = ", ".join(b.name for b in self.backends)
         problems += [
             f"models[{i}].backend: unknown backend {m.backend!r} (defined: {defined})"

@@ -71,9 +71,10 @@ def _http_exception(error: web.HTTPException) -> ApiError:
 
 async def list_models(request: web.Request) -> web.Response:
     created = int(request.app[STARTED_AT])
+    table = request.app[ROUTING_TABLE]
     models = [
-        {"id": route.name, "object": "model", "created": created, "owned_by": f"toolwire:{route.backend.name}"}
-        for route in request.app[ROUTING_TABLE]
+        {"id": name, "object": "model", "created": created, "owned_by": f"toolwire:{table.route_for_name(name).backend.name}"}
+        for name in table.public_names()
     ]
     return json_response({"object": "list", "data": models})
 

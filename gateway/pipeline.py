@@ -47,11 +47,12 @@ class _PlainText:
 
 
 async def run_chat(job: ChatJob, route: Route) -> AsyncIterator[PipelineEvent]:
-    template = await route.template()
+    upstream_model = route.upstream_for(job.model)
+    template = await route.template(upstream_model)
     plan = build_prompt(job.conversation, route.tool_format, template, extra_stop=route.stop + job.stop)
     request = GenerationRequest(
         prompt=plan.prompt,
-        upstream_model=route.upstream_model,
+        upstream_model=upstream_model,
         sampling=route.sampling(job.sampling),
         stop=plan.stop,
         preserved_tokens=plan.preserved_tokens,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from adapters.backends import Backend, SamplingParams
 from adapters.formats import ToolFormat
 
 from .chat_template import ChatTemplate, TemplateError, load_template_file
+from .config import is_glob
 from .errors import ApiError, model_not_found
 
 log = structlog.get_logger("toolwire.routing")
@@ -23,7 +25,8 @@ TEMPLATE_FROM_BACKEND = "backend"
 class Route:
     name: str
     backend: Backend
-    upstream_model: str
+    # The backend's name for the model; None sends the name the client asked for (glob routes).
+    upstream_model: str | None
     tool_format: ToolFormat
     # "backend" to ask the backend for its template, or the path of a .jinja file.
     template_source: str | Path
@@ -33,26 +36,29 @@ class Route:
     defaults: SamplingParams = field(default_factory=SamplingParams)
     context_size: int | None = None
     keep_alive: str | None = None
-    _template: ChatTemplate | None = None
+    # Loaded templates by upstream model: a glob route may serve models with different templates.
+    _templates: dict[str, ChatTemplate] = field(default_factory=dict)
     _template_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def template(self) -> ChatTemplate:
-        """The route's chat template, loaded once (from the file or the backend) and kept."""
-        if self._template is not None:
-            return self._template
+    async def template(self, upstream_model: str = "") -> ChatTemplate:
+        """The chat template, loaded once (from the file, or from the backend per model) and kept."""
+        key = upstream_model if self.template_source == TEMPLATE_FROM_BACKEND else ""
+        template = self._templates.get(key)
+        if template is not None:
+            return template
         async with self._template_lock:
-            if self._template is None:
-                self._template = await self._load_template()
-        return self._template
+            if key not in self._templates:
+                self._templates[key] = await self._load_template(upstream_model)
+        return self._templates[key]
 
-    async def _load_template(self) -> ChatTemplate:
+    async def _load_template(self, upstream_model: str) -> ChatTemplate:
         if self.template_source != TEMPLATE_FROM_BACKEND:
             template = load_template_file(
                 self.template_source, bos_token=self.bos_token or "", eos_token=self.eos_token or ""
             )
             log.info("chat_template_loaded", model=self.name, source=str(self.template_source))
             return template
-        info = await self.backend.template_info(self.upstream_model)
+        info = await self.backend.template_info(upstream_model)
         try:
             template = ChatTemplate(
                 info.chat_template or "",
@@ -64,8 +70,13 @@ class Route:
             raise ApiError(
                 502, f"The chat template reported by {info.source} does not compile: {error}", type="server_error"
             ) from error
-        log.info("chat_template_loaded", model=self.name, source=info.source, bos=template.bos_token)
+        log.info(
+            "chat_template_loaded", model=self.name, upstream_model=upstream_model, source=info.source, bos=template.bos_token
+        )
         return template
+
+    def upstream_for(self, requested: str) -> str:
+        return self.upstream_model or requested
 
     def sampling(self, requested: SamplingParams) -> SamplingParams:
         """The request's sampling parameters over the route's defaults."""
@@ -74,14 +85,30 @@ class Route:
 
 
 class RoutingTable:
-    def __init__(self, routes: list[Route]) -> None:
+    """Exact names and aliases first, then glob patterns in the order the config lists them."""
+
+    def __init__(self, routes: list[Route], aliases: dict[str, str] | None = None) -> None:
         self._routes = {route.name: route for route in routes}
+        self._exact = {route.name: route for route in routes if not is_glob(route.name)}
+        for alias, target in (aliases or {}).items():
+            self._exact[alias] = self._routes[target]
+        self._patterns = [route for route in routes if is_glob(route.name)]
 
     def resolve(self, model: str) -> Route:
-        route = self._routes.get(model)
-        if route is None:
-            raise model_not_found(model, list(self._routes))
-        return route
+        route = self._exact.get(model)
+        if route is not None:
+            return route
+        for pattern in self._patterns:
+            if fnmatch.fnmatchcase(model, pattern.name):
+                return pattern
+        raise model_not_found(model, self.public_names())
+
+    def public_names(self) -> list[str]:
+        """What GET /v1/models lists: names, aliases and patterns, each once."""
+        return [*self._exact, *(route.name for route in self._patterns)]
+
+    def route_for_name(self, name: str) -> Route:
+        return self._exact.get(name) or self._routes[name]
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._routes.values())

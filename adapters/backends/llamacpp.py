@@ -33,6 +33,8 @@ class LlamaCppBackend:
             # The server adds BOS to a text prompt itself; the template's copy would double it.
             prompt = prompt[len(request.bos_token) :]
         body = {
+            # A single-model server ignores it; llama-server's router mode picks the model by it.
+            "model": request.upstream_model,
             "prompt": prompt,
             "stream": True,
             "n_predict": sampling.max_tokens if sampling.max_tokens is not None else -1,
