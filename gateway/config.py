@@ -104,7 +104,13 @@ class ModelRoute(_Section):
     stop: tuple[str, ...] = ()
     defaults: SamplingDefaults = SamplingDefaults()
     context_size: int | None = Field(default=None, gt=0)
-    keep_alive: str | None = None  # Ollama: how long the model stays loaded after a request ("5m", "-1")
+    keep_alive: str | None = None  # Ollama: how long the model stays loaded after a request ("5m", -1)
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _keep_alive_text(cls, value: Any) -> Any:
+        # YAML reads `-1` as a number; the adapter sends numeric text back as a number.
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
     @model_validator(mode="before")
     @classmethod

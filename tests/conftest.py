@@ -14,8 +14,9 @@ from tests.support.gateway import TEMPLATES, make_config, running_gateway
 
 QWEN25 = TEMPLATES / "Qwen-Qwen2.5-7B-Instruct.jinja"
 GEMMA3 = TEMPLATES / "gemma3-instruct.index.jinja"
-# Markers that are single special tokens in Qwen2.5's vocabulary: a real server drops them from
-# the output unless the request lists them in `preserved_tokens`.
+# Markers the fake treats as special tokens, which llama-server drops from the output unless the
+# request lists them in `preserved_tokens` (in real Qwen2.5 GGUFs <tool_call> is a user-defined
+# token that prints anyway; treating it as special proves the gateway preserves its markers).
 QWEN_SPECIAL = {"<tool_call>", "</tool_call>", "<|im_end|>", "<|im_start|>", "<|endoftext|>"}
 
 
