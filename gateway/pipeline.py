@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import structlog
 
 from adapters.backends import Finish, GenerationRequest, TextPiece, Usage
-from adapters.formats.events import ParseEvent, TextDelta
+from adapters.formats.events import ParseEvent
 
 from .chat_api import ChatJob
 from .prompt import build_prompt
@@ -34,18 +34,6 @@ class Completed:
 PipelineEvent = Started | ParseEvent | Completed
 
 
-class _PlainText:
-    """The parser for turns without tools: all text is content."""
-
-    completed_calls = 0
-
-    def feed(self, text: str) -> list[ParseEvent]:
-        return [TextDelta(text)]
-
-    def close(self) -> list[ParseEvent]:
-        return []
-
-
 async def run_chat(job: ChatJob, route: Route) -> AsyncIterator[PipelineEvent]:
     upstream_model = route.upstream_for(job.model)
     template = await route.template(upstream_model)
@@ -61,7 +49,7 @@ async def run_chat(job: ChatJob, route: Route) -> AsyncIterator[PipelineEvent]:
         context_size=route.context_size,
         keep_alive=route.keep_alive,
     )
-    parser = route.tool_format.new_parser() if job.conversation.offers_tools else _PlainText()
+    parser = route.tool_format.new_parser(plan.prompt, parse_calls=job.conversation.offers_tools)
     finish: Finish | None = None
     started = False
     async for piece in route.backend.generate(request):

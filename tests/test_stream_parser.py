@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 import pytest
 
 from adapters.formats import get_format
-from adapters.formats.events import ParseEvent, TextDelta, ToolCallArgs, ToolCallEnd, ToolCallFailed, ToolCallStart
+from adapters.formats.events import (
+    ParseEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallFailed,
+    ToolCallStart,
+)
 
 
 @dataclass
@@ -187,3 +195,44 @@ def test_name_is_announced_before_arguments_finish() -> None:
     events = parser.feed('<tool_call>{"name": "write", "arguments": {"body": "abc')
     assert [type(e) for e in events] == [ToolCallStart, ToolCallArgs]
     assert events[0].name == "write" and events[1].text == '{"body": "abc'
+
+
+def reasoning_of(format_name: str, chunks: list[str], prompt: str = "", parse_calls: bool = True) -> tuple[str, Outcome]:
+    parser = get_format(format_name).new_parser(prompt, parse_calls=parse_calls)
+    events: list[ParseEvent] = []
+    for chunk in chunks:
+        events += parser.feed(chunk)
+    events += parser.close()
+    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
+    return reasoning, collect([e for e in events if not isinstance(e, ReasoningDelta)])
+
+
+REASONING_CASES = [
+    (
+        "think then call; a call drafted inside the thinking is not a call",
+        '<think>\nMaybe <tool_call>{"name": "draft", "arguments": {}}</tool_call>?\n</think>\n\n'
+        '<tool_call>\n{"name": "real", "arguments": {"a": 1}}\n</tool_call>',
+        "",
+        ('Maybe <tool_call>{"name": "draft", "arguments": {}}</tool_call>?', Outcome("", [("real", {"a": 1})])),
+    ),
+    (
+        "forced-open think from the prompt",
+        "I should answer.\n</think>\n\nHello!",
+        "<|im_start|>assistant\n<think>\n",
+        ("I should answer.", Outcome("Hello!")),
+    ),
+    ("no reasoning", "Hello!", "", ("", Outcome("Hello!"))),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "prompt", "expected"), REASONING_CASES, ids=[c[0] for c in REASONING_CASES])
+def test_reasoning_is_split_off_first(name: str, text: str, prompt: str, expected: tuple[str, Outcome]) -> None:
+    for cut in range(len(text) + 1):
+        assert reasoning_of("hermes", [text[:cut], text[cut:]], prompt) == expected, f"split at {cut}"
+
+
+def test_reasoning_is_split_without_tools_and_calls_stay_text() -> None:
+    text = '<think>hm</think>\n<tool_call>{"name": "x", "arguments": {}}</tool_call>'
+    reasoning, outcome = reasoning_of("hermes", [text], parse_calls=False)
+    assert reasoning == "hm"
+    assert outcome == Outcome('<tool_call>{"name": "x", "arguments": {}}</tool_call>')

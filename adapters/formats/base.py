@@ -58,8 +58,14 @@ class ToolFormat:
     def new_call_id(self) -> str:
         return "call_" + random_id(24)
 
-    def new_parser(self) -> StreamParser:
-        return StreamParser(self.syntax, self.new_call_id)
+    def new_parser(self, prompt: str = "", *, parse_calls: bool = True) -> StreamParser:
+        """A parser for one reply; a prompt that ends inside reasoning (a forced-open `<think>`)
+        starts it in reasoning."""
+        reasoning = self.syntax.reasoning
+        starts_in_reasoning = bool(reasoning) and prompt.rstrip().endswith(reasoning[0])  # type: ignore[index]
+        return StreamParser(
+            self.syntax, self.new_call_id, starts_in_reasoning=starts_in_reasoning, parse_calls=parse_calls
+        )
 
     @property
     def preserved_tokens(self) -> tuple[str, ...]:
@@ -118,7 +124,7 @@ class ToolFormat:
     def write_call(self, call: ToolCall) -> str:
         """A past call, as the model would have written it."""
         body = {"name": call.name, "arguments": _as_object(call.arguments)}
-        return f"{self.syntax.open_marker}{orjson.dumps(body).decode()}{self.syntax.close_marker or ''}"
+        return f"{self.syntax.open_markers[0]}{orjson.dumps(body).decode()}{self.syntax.close_marker or ''}"
 
     def write_result(self, name: str, content: str) -> str:
         """A tool's result, as text inside a user turn."""

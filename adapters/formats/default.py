@@ -18,7 +18,7 @@ RESULT_CLOSE = "[END_TOOL_RESULT]"
 
 class DefaultFormat(ToolFormat):
     name = "default"
-    syntax = CallSyntax(open_marker="[TOOL_REQUEST]", close_marker="[END_TOOL_REQUEST]")
+    syntax = CallSyntax(open_markers=("[TOOL_REQUEST]",), close_marker="[END_TOOL_REQUEST]")
     native = False
     stop_strings = (RESULT_OPEN,)
 

@@ -1,9 +1,11 @@
 """The one streaming parser every tool format configures.
 
-It reads the model's text chunk by chunk and turns it into events: plain text, and tool calls
-found between the format's markers. Each chunk is scanned once; the only text held back is a
-tail that could be the start of a marker (bounded by the marker's length) and whitespace that
+It reads the model's text chunk by chunk and turns it into events: content, reasoning, and tool
+calls found between the format's markers. Each chunk is scanned once; the only text held back is
+a tail that could be the start of a marker (bounded by the marker's length) and whitespace that
 may turn out to sit between calls. That keeps the work linear in the length of the output.
+
+Reasoning is split off first: a call drafted inside `<think>...</think>` is not a call.
 """
 
 from __future__ import annotations
@@ -11,34 +13,55 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import IntEnum
 
-from .events import ParseEvent, TextDelta, ToolCallFailed
+from .events import ParseEvent, ReasoningDelta, TextDelta, ToolCallFailed
 from .json_calls import CallIndexer, JsonCallScanner, ScanStatus
 from .markers import find_first, partial_marker_length
-from .syntax import CallSyntax
+from .syntax import BodyScanner, CallSyntax
 
 
 class _Mode(IntEnum):
     TEXT = 0
     BODY = 1
     AFTER_BODY = 2
+    REASONING = 3
 
 
 class StreamParser:
     """Feed it the model's text as it arrives; it returns the events each piece completes."""
 
-    def __init__(self, syntax: CallSyntax, new_call_id: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        syntax: CallSyntax,
+        new_call_id: Callable[[], str],
+        *,
+        starts_in_reasoning: bool = False,
+        parse_calls: bool = True,
+    ) -> None:
         self._syntax = syntax
-        self._open_markers = (syntax.open_marker,) if syntax.open_marker else ()
+        self._reasoning_open, self._reasoning_close = syntax.reasoning or ("", "")
+        # Without tools on offer, call syntax is just text; reasoning is still split off.
+        self._open_markers = syntax.open_markers if parse_calls else ()
+        self._start_bodies = syntax.start_bodies if parse_calls else ()
+        self._text_markers = tuple(
+            m for m in (*self._open_markers, self._reasoning_open, *syntax.drop_markers) if m
+        )
         self._indexer = CallIndexer(new_call_id)
         self._events: list[ParseEvent] = []
-        self._mode = _Mode.TEXT
+        self._mode = _Mode.REASONING if starts_in_reasoning and self._reasoning_close else _Mode.TEXT
         self._carry = ""  # text held back: a possible marker start, or an unfinished close marker
         self._pending_space = ""  # trailing whitespace that is content only if text follows it
         self._content_started = False
-        self._calls_seen = False  # once a call block opened, leading whitespace is not content
-        self._scanner: JsonCallScanner | None = None
+        self._trim_leading = False  # after a call or reasoning, leading whitespace is not content
+        self._at_start = True  # no content yet: a marker-less body may begin here
+        self._reasoning_started = False
+        self._reasoning_space = ""
+        self._scanner: BodyScanner | None = None
         self._body_prefix = ""  # the open marker of the body being scanned, for its raw text
         self.failed_calls = 0
+
+    @property
+    def completed_calls(self) -> int:
+        return self._indexer.completed
 
     def feed(self, text: str) -> list[ParseEvent]:
         if text:
@@ -51,15 +74,13 @@ class StreamParser:
             self._abandon_body("the output ended inside a tool call")
         elif self._mode == _Mode.TEXT and self._carry:
             self._emit_text(self._carry)
+        elif self._mode == _Mode.REASONING and self._carry:
+            self._emit_reasoning(self._carry)
         self._carry = ""
-        if self._pending_space and not self._calls_seen:
+        if self._pending_space and not self._trim_leading:
             self._events.append(TextDelta(self._pending_space))
         self._pending_space = ""
         return self._take_events()
-
-    @property
-    def completed_calls(self) -> int:
-        return self._indexer.completed
 
     # -- modes -------------------------------------------------------------------------
 
@@ -70,32 +91,66 @@ class StreamParser:
                 text = self._consume_text(text)
             elif self._mode == _Mode.BODY:
                 text = self._consume_body(text)
-            else:
+            elif self._mode == _Mode.AFTER_BODY:
                 text = self._consume_after_body(text)
+            else:
+                text = self._consume_reasoning(text)
 
     def _consume_text(self, text: str) -> str:
-        found = find_first(text, self._open_markers) if self._open_markers else None
+        if self._at_start and self._start_bodies:
+            stripped = text.lstrip()
+            if not stripped:
+                self._carry = text  # only whitespace so far: the answer has not begun
+                return ""
+            self._at_start = False
+            if stripped[0] in self._start_bodies:
+                self._trim_leading = True
+                self._start_body("")
+                return stripped
+        found = find_first(text, self._text_markers) if self._text_markers else None
         if found is None:
-            keep = partial_marker_length(text, self._open_markers) if self._open_markers else 0
+            keep = partial_marker_length(text, self._text_markers) if self._text_markers else 0
             self._emit_text(text[: len(text) - keep])
             self._carry = text[len(text) - keep :]
             return ""
         position, marker = found
         self._emit_text(text[:position])
-        self._start_body(marker)
-        return text[position + len(marker) :]
+        rest = text[position + len(marker) :]
+        if marker == self._reasoning_open:
+            self._mode = _Mode.REASONING
+        elif marker in self._open_markers:
+            self._start_body(marker)
+        return rest
+
+    def _consume_reasoning(self, text: str) -> str:
+        position = text.find(self._reasoning_close)
+        if position < 0:
+            keep = partial_marker_length(text, (self._reasoning_close,))
+            self._emit_reasoning(text[: len(text) - keep])
+            self._carry = text[len(text) - keep :]
+            return ""
+        self._emit_reasoning(text[:position])
+        self._mode = _Mode.TEXT
+        self._trim_leading = True
+        self._at_start = not self._content_started
+        self._reasoning_space = ""
+        return text[position + len(self._reasoning_close) :]
 
     def _start_body(self, prefix: str) -> None:
         self._mode = _Mode.BODY
-        self._calls_seen = True
+        self._trim_leading = True
         self._body_prefix = prefix
-        self._scanner = JsonCallScanner(
-            self._indexer,
-            self._events,
-            call_list=self._syntax.call_list,
-            name_keys=self._syntax.name_keys,
-            argument_keys=self._syntax.argument_keys,
-        )
+        syntax = self._syntax
+        if syntax.scanner is not None:
+            self._scanner = syntax.scanner(self._indexer, self._events)
+        else:
+            self._scanner = JsonCallScanner(
+                self._indexer,
+                self._events,
+                call_list=syntax.call_list,
+                name_keys=syntax.name_keys,
+                argument_keys=syntax.argument_keys,
+            )
 
     def _consume_body(self, text: str) -> str:
         assert self._scanner is not None
@@ -116,21 +171,18 @@ class StreamParser:
         close = self._syntax.close_marker
         if close:
             if stripped.startswith(close):
-                self._finish_call_block()
+                self._mode = _Mode.TEXT
                 return stripped[len(close) :]
             if close.startswith(stripped):
                 self._carry = stripped  # the close marker may be split across chunks
                 return ""
-        if self._syntax.bare_repeat and stripped[0] == "{":
-            # Several calls inside one marker pair: read the next one the same way.
+        if self._syntax.bare_repeat and self._syntax.scanner is None and stripped[0] in "{[":
+            # Several calls inside one block (or one after another with no markers).
             self._start_body("")
             return stripped
         # No close marker: the call is already complete, so what follows is plain text.
-        self._finish_call_block()
-        return stripped
-
-    def _finish_call_block(self) -> None:
         self._mode = _Mode.TEXT
+        return stripped
 
     def _abandon_body(self, reason: str) -> None:
         """The body is not a well-formed call: give its text back as content."""
@@ -151,7 +203,8 @@ class StreamParser:
         """Send text as content; whitespace at the edges of content, next to calls, is dropped."""
         if not text:
             return
-        if not self._content_started and self._calls_seen:
+        self._at_start = False
+        if not self._content_started and self._trim_leading:
             text = text.lstrip()
             if not text:
                 return
@@ -164,6 +217,20 @@ class StreamParser:
         self._pending_space = text[len(text.rstrip()) :]
         self._content_started = True
         self._events.append(TextDelta(body))
+
+    def _emit_reasoning(self, text: str) -> None:
+        """Reasoning without the blank lines that templates put around it."""
+        if not self._reasoning_started:
+            text = text.lstrip()
+        if not text:
+            return
+        body = text.rstrip()
+        if not body:
+            self._reasoning_space += text
+            return
+        self._reasoning_started = True
+        self._events.append(ReasoningDelta(self._reasoning_space + body))
+        self._reasoning_space = text[len(body) :]
 
     def _take_events(self) -> list[ParseEvent]:
         # The scanner appends to this same list, so hand out a copy and keep the list.

@@ -1,4 +1,5 @@
-"""Hermes / Qwen2.5 style: `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`."""
+"""Hermes / Qwen2.5 / Qwen3 / QwQ / Granite 4: `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`,
+with Qwen3's and QwQ's `<think>` reasoning split off first."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from .syntax import CallSyntax
 
 class HermesFormat(ToolFormat):
     name = "hermes"
-    syntax = CallSyntax(open_marker="<tool_call>", close_marker="</tool_call>")
+    syntax = CallSyntax(
+        open_markers=("<tool_call>",), close_marker="</tool_call>", reasoning=("<think>", "</think>")
+    )
     stop_strings = ("<tool_response>",)
 
     def write_result(self, name: str, content: str) -> str:

@@ -1,14 +1,35 @@
-"""How a format writes a tool call in the model's output: what the shared parser needs to know."""
+"""How a format writes tool calls (and reasoning) in the model's output: what the shared parser
+needs to know, and nothing else."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .events import ParseEvent
+    from .json_calls import CallIndexer, ScanResult
+
+
+class BodyScanner(Protocol):
+    """Reads one call block's body incrementally and appends call events as it goes."""
+
+    raw: list[str]
+
+    @property
+    def current_call_index(self) -> int | None: ...
+
+    def feed(self, text: str) -> ScanResult: ...
+
+
+ScannerFactory = Callable[["CallIndexer", "list[ParseEvent]"], BodyScanner]
 
 
 @dataclass(frozen=True, slots=True)
 class CallSyntax:
-    # Text that opens a call block; the block's body is JSON.
-    open_marker: str
+    # Any of these opens a call block.
+    open_markers: tuple[str, ...]
     # Text that closes the block, if the format has one.
     close_marker: str | None = None
     # The body is a JSON list of call objects rather than one object.
@@ -18,8 +39,18 @@ class CallSyntax:
     argument_keys: tuple[str, ...] = ("arguments", "parameters")
     # Accept further call objects inside the same block, before the close marker.
     bare_repeat: bool = True
+    # Characters that may begin a call body with no marker, at the start of the answer
+    # (Llama 3's bare `{"name": ...}`, a pythonic `[f(x=1)]`).
+    start_bodies: tuple[str, ...] = ()
+    # A scanner for bodies that are not JSON call objects (name-then-arguments, XML, pythonic).
+    scanner: ScannerFactory | None = None
+    # Reasoning: the text between these markers is thinking, not content, and holds no calls.
+    reasoning: tuple[str, str] | None = None
+    # Markers that carry no content (channel headers and the like): dropped from the text.
+    drop_markers: tuple[str, ...] = ()
 
     @property
     def markers(self) -> tuple[str, ...]:
         """Every marker string, e.g. to ask a backend to keep them as text."""
-        return tuple(marker for marker in (self.open_marker, self.close_marker) if marker)
+        found = [*self.open_markers, self.close_marker, *(self.reasoning or ()), *self.drop_markers]
+        return tuple(dict.fromkeys(marker for marker in found if marker))
