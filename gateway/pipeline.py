@@ -49,7 +49,8 @@ async def run_chat(job: ChatJob, route: Route) -> AsyncIterator[PipelineEvent]:
         context_size=route.context_size,
         keep_alive=route.keep_alive,
     )
-    parser = route.tool_format.new_parser(plan.prompt, parse_calls=job.conversation.offers_tools)
+    conversation = job.conversation
+    parser = route.tool_format.new_parser(plan.prompt, parse_calls=conversation.offers_tools, tools=conversation.tools)
     finish: Finish | None = None
     started = False
     async for piece in route.backend.generate(request):

@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
-from .base import TemplateInput, TemplateTraits, ToolFormat
-from .default import DefaultFormat
-from .hermes import HermesFormat
+import importlib
 
-_FORMATS: tuple[type[ToolFormat], ...] = (DefaultFormat, HermesFormat)
+from .base import TemplateInput, TemplateTraits, ToolFormat
+
+# Format name -> "module:class" in this package, imported on first use.
+_FORMATS = {
+    "default": "default:DefaultFormat",
+    "hermes": "hermes:HermesFormat",
+    "llama3_json": "llama3:Llama3JsonFormat",
+    "pythonic": "pythonic:PythonicFormat",
+    "mistral": "mistral:MistralFormat",
+    "qwen3_coder": "qwen3_coder:Qwen3CoderFormat",
+    "gpt_oss": "gpt_oss:GptOssFormat",
+    "deepseek": "deepseek:DeepSeekFormat",
+    "granite": "json_lists:GraniteFormat",
+    "phi4_mini": "json_lists:Phi4MiniFormat",
+    "command_r7b": "json_lists:CommandR7bFormat",
+    "functionary_v3_2": "functionary:FunctionaryV32Format",
+}
 
 
 def format_names() -> list[str]:
-    return [fmt.name for fmt in _FORMATS]
+    return list(_FORMATS)
 
 
 def get_format(name: str) -> ToolFormat:
     """The format registered under `name`; KeyError lists the known ones."""
-    for fmt in _FORMATS:
-        if fmt.name == name:
-            return fmt()
-    raise KeyError(f"unknown tool format {name!r} (known: {', '.join(format_names())})")
+    try:
+        module_name, class_name = _FORMATS[name].split(":")
+    except KeyError:
+        raise KeyError(f"unknown tool format {name!r} (known: {', '.join(format_names())})") from None
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    return getattr(module, class_name)()  # type: ignore[no-any-return]
 
 
 __all__ = ["TemplateInput", "TemplateTraits", "ToolFormat", "format_names", "get_format"]

@@ -58,13 +58,19 @@ class ToolFormat:
     def new_call_id(self) -> str:
         return "call_" + random_id(24)
 
-    def new_parser(self, prompt: str = "", *, parse_calls: bool = True) -> StreamParser:
+    def new_parser(
+        self, prompt: str = "", *, parse_calls: bool = True, tools: tuple[ToolSpec, ...] = ()
+    ) -> StreamParser:
         """A parser for one reply; a prompt that ends inside reasoning (a forced-open `<think>`)
         starts it in reasoning."""
         reasoning = self.syntax.reasoning
         starts_in_reasoning = bool(reasoning) and prompt.rstrip().endswith(reasoning[0])  # type: ignore[index]
         return StreamParser(
-            self.syntax, self.new_call_id, starts_in_reasoning=starts_in_reasoning, parse_calls=parse_calls
+            self.syntax,
+            self.new_call_id,
+            starts_in_reasoning=starts_in_reasoning,
+            parse_calls=parse_calls,
+            tools=tools,
         )
 
     @property

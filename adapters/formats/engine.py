@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import IntEnum
 
+from .conversation import ToolSpec
 from .events import ParseEvent, ReasoningDelta, TextDelta, ToolCallFailed
 from .json_calls import CallIndexer, JsonCallScanner, ScanStatus
 from .markers import find_first, partial_marker_length
@@ -36,8 +37,10 @@ class StreamParser:
         *,
         starts_in_reasoning: bool = False,
         parse_calls: bool = True,
+        tools: tuple[ToolSpec, ...] = (),
     ) -> None:
         self._syntax = syntax
+        self._tools = tools
         self._reasoning_open, self._reasoning_close = syntax.reasoning or ("", "")
         # Without tools on offer, call syntax is just text; reasoning is still split off.
         self._open_markers = syntax.open_markers if parse_calls else ()
@@ -142,7 +145,7 @@ class StreamParser:
         self._body_prefix = prefix
         syntax = self._syntax
         if syntax.scanner is not None:
-            self._scanner = syntax.scanner(self._indexer, self._events)
+            self._scanner = syntax.scanner(self._indexer, self._events, self._tools)
         else:
             self._scanner = JsonCallScanner(
                 self._indexer,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from .conversation import ToolSpec
     from .events import ParseEvent
     from .json_calls import CallIndexer, ScanResult
 
@@ -23,7 +24,8 @@ class BodyScanner(Protocol):
     def feed(self, text: str) -> ScanResult: ...
 
 
-ScannerFactory = Callable[["CallIndexer", "list[ParseEvent]"], BodyScanner]
+# (indexer, the parser's event list, the tools on offer) -> a scanner for one call block.
+ScannerFactory = Callable[["CallIndexer", "list[ParseEvent]", "tuple[ToolSpec, ...]"], BodyScanner]
 
 
 @dataclass(frozen=True, slots=True)
