@@ -1,0 +1,211 @@
+"""vLLM, and any OpenAI-compatible text-completion server, over `POST /v1/completions`.
+
+Wire format (vLLM `entrypoints/openai/completion/serving.py`): SSE lines `data: {json}` whose
+`choices[0]` carries `text`, and on the last one `finish_reason` (`stop`, `length`, `abort`) and
+`stop_reason`; with `stream_options.include_usage` one more chunk with `choices: []` and `usage`;
+then `data: [DONE]`. An error after the stream began is an in-band `data: {"error": {...}}` (older
+releases: a flat `{"object": "error", ...}`), still followed by `[DONE]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from .base import BackendEvent, Finish, FinishReason, GenerationRequest, TemplateInfo, TextPiece, Usage, drop_none
+from .errors import BackendError, BackendProtocolError, BackendRejected, ContextLengthExceeded, TemplateUnavailable
+from .http import BackendHttp, HttpSettings, error_message, iter_lines, parse_json
+
+# Sent when neither the request nor the route sets max_tokens and the server cannot tell what is
+# left of the context: OpenAI's own default (16) would cut almost every answer short.
+DEFAULT_MAX_TOKENS = 4096
+# "repetition" is vLLM's opt-in repetition detector; anything else unknown ended normally too.
+_FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
+
+
+class OpenAICompletionsBackend:
+    """Any server with OpenAI's `/v1/completions` (llama-server, LM Studio, TGI, SGLang, vLLM).
+
+    Only standard fields are sent. The template's BOS text is stripped from the prompt because
+    these servers add BOS to a text prompt themselves; special-token markers survive only where
+    the server prints special tokens.
+    """
+
+    type = "openai-completions"
+    label = "OpenAI-compatible server"
+    keeps_bos = False
+    health_path = "/v1/models"  # the one route every OpenAI-compatible server has
+
+    def __init__(self, name: str, settings: HttpSettings) -> None:
+        self.name = name
+        self._http = BackendHttp(name, settings)
+
+    def completion_body(self, request: GenerationRequest, max_tokens: int) -> dict[str, Any]:
+        sampling = request.sampling
+        prompt = request.prompt
+        if not self.keeps_bos and request.bos_token and prompt.startswith(request.bos_token):
+            prompt = prompt[len(request.bos_token) :]
+        body = {
+            "model": request.upstream_model,
+            "prompt": prompt,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": max_tokens,
+            "stop": list(request.stop) or None,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "seed": sampling.seed,
+            "presence_penalty": sampling.presence_penalty,
+            "frequency_penalty": sampling.frequency_penalty,
+            **self.extra_fields(request),
+        }
+        return drop_none(body)
+
+    def extra_fields(self, request: GenerationRequest) -> dict[str, Any]:
+        return {}
+
+    async def max_tokens(self, request: GenerationRequest) -> int:
+        return request.sampling.max_tokens if request.sampling.max_tokens is not None else DEFAULT_MAX_TOKENS
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
+        body = self.completion_body(request, await self.max_tokens(request))
+        try:
+            async with (
+                self._http.request("POST", "/v1/completions", body) as response,
+                aclosing(self._read_stream(iter_lines(response, self.name), request)) as events,
+            ):
+                async for event in events:
+                    yield event
+        except BackendRejected as error:
+            if isinstance(error, ContextLengthExceeded) or "context length" not in error.message.lower():
+                raise
+            # vLLM reports a prompt too long for the context as a plain 400 BadRequestError.
+            raise ContextLengthExceeded(self.name, error.message, status=error.status) from error
+
+    async def _read_stream(
+        self, lines: AsyncIterator[bytes], request: GenerationRequest
+    ) -> AsyncIterator[BackendEvent]:
+        # End-of-turn text the server printed (EOS, the template's end-of-turn, a stop string) is
+        # held back while it ends what arrived, and dropped if the generation ends there.
+        markers = tuple(dict.fromkeys(m for m in (request.eos_token, *request.stop) if m))
+        held, reason, stop_word, usage = "", None, None, Usage()
+        async for line in lines:
+            if not line.startswith(b"data:"):
+                continue  # blank separators, SSE comments
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                if reason is None:
+                    raise self._broken("ended the stream without a finish_reason")
+                yield Finish(reason, usage, stop_word)
+                return
+            chunk = parse_json(self.name, data)
+            if not isinstance(chunk, dict):
+                raise self._broken("sent a chunk that is not a JSON object")
+            if "error" in chunk or chunk.get("object") == "error":
+                raise self._stream_error(chunk)
+            for choice in chunk.get("choices") or ():
+                if not isinstance(choice, dict):
+                    raise self._broken("sent a choice that is not a JSON object")
+                if choice.get("text"):
+                    text, held = _split_trailing(held + choice["text"], markers)
+                    if text:
+                        yield TextPiece(text)
+                if choice.get("finish_reason"):
+                    reason = self._finish_reason(choice["finish_reason"])
+                    stop = choice.get("stop_reason")
+                    stop_word = stop if isinstance(stop, str) else None
+            if isinstance(chunk.get("usage"), dict):
+                usage = _usage(chunk["usage"])
+        raise self._broken("ended the stream without 'data: [DONE]'")
+
+    def _broken(self, what: str) -> BackendProtocolError:
+        return BackendProtocolError(self.name, f"backend '{self.name}' {what}")
+
+    def _finish_reason(self, reason: str) -> FinishReason:
+        if reason == "abort":
+            raise BackendError(self.name, f"backend '{self.name}' aborted the generation (finish_reason 'abort')")
+        if reason == "error":
+            raise BackendError(self.name, f"backend '{self.name}' failed during generation (finish_reason 'error')")
+        return _FINISH_REASONS.get(reason, "stop")
+
+    def _stream_error(self, chunk: dict[str, Any]) -> BackendError:
+        message, _ = error_message(chunk)
+        error = chunk.get("error") if isinstance(chunk.get("error"), dict) else chunk
+        code = error.get("code")
+        status = code if isinstance(code, int) else None
+        text = f"backend '{self.name}' failed mid-stream: {message}"
+        if status is not None and 400 <= status < 500:
+            return BackendRejected(self.name, text, status=status)
+        return BackendError(self.name, text, status=status)
+
+    async def template_info(self, upstream_model: str) -> TemplateInfo:
+        raise TemplateUnavailable(
+            self.name,
+            f"backend '{self.name}' ({self.label}) has no endpoint that reports the chat template: "
+            f"set chat_template on the model route to the path of the model's .jinja template file",
+        )
+
+    async def health(self) -> bool:
+        try:
+            async with self._http.request("GET", self.health_path):
+                return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        await self._http.close()
+
+
+class VllmBackend(OpenAICompletionsBackend):
+    """vLLM: the same wire format, plus the fields that keep a rendered prompt and its markers intact."""
+
+    type = "vllm"
+    label = "vLLM"
+    # Sent with add_special_tokens false, so the template's BOS text is the only BOS.
+    keeps_bos = True
+    health_path = "/health"
+
+    def extra_fields(self, request: GenerationRequest) -> dict[str, Any]:
+        sampling = request.sampling
+        return {
+            # vLLM drops special tokens from the text by default; tool markers can be special tokens.
+            "skip_special_tokens": False,
+            "add_special_tokens": False,
+            "top_k": sampling.top_k,
+            "min_p": sampling.min_p,
+            "repetition_penalty": sampling.repeat_penalty,
+        }
+
+    async def max_tokens(self, request: GenerationRequest) -> int:
+        if request.sampling.max_tokens is not None:
+            return request.sampling.max_tokens
+        # vLLM's completions default is 16 (and null means 16 in current releases): ask for what
+        # is left of the context, as vLLM's own chat endpoint does. /tokenize reports both numbers.
+        payload = {"model": request.upstream_model, "prompt": request.prompt, "add_special_tokens": False}
+        try:
+            counted = await self._http.post_json("/tokenize", payload)
+            return max(1, int(counted["max_model_len"]) - int(counted["count"]))
+        except BackendError as error:
+            if error.status is None:
+                raise  # unreachable or silent: the completion would fail the same way
+        except (KeyError, TypeError, ValueError):
+            pass
+        return DEFAULT_MAX_TOKENS
+
+
+def _split_trailing(text: str, markers: tuple[str, ...]) -> tuple[str, str]:
+    """Split off the run of whole markers that ends text: (text to send now, markers held back)."""
+    end = len(text)
+    while marker := next((m for m in markers if text.endswith(m, 0, end)), None):
+        end -= len(marker)
+    return text[:end], text[end:]
+
+
+def _usage(usage: dict[str, Any]) -> Usage:
+    details = usage.get("prompt_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        cached_tokens=details.get("cached_tokens") if isinstance(details, dict) else None,
+    )
