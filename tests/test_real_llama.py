@@ -130,3 +130,22 @@ async def test_max_tokens_gives_length(real_client: AsyncOpenAI) -> None:
     assert whole.choices[0].finish_reason == "length"
     assert whole.usage.completion_tokens == 5
 
+
+
+async def test_through_the_openai_completions_adapter(llama_server: RunningServer) -> None:
+    """The same real server through its OpenAI-style `/v1/completions` endpoint."""
+    backends = [{"name": "llama-v1", "type": "openai-completions", "url": llama_server.url}]
+    models = [{"name": "gemma-v1", "backend": "llama-v1", "tool_format": "default",
+               "chat_template": str(TEMPLATES / "gemma3-instruct.index.jinja"), "bos_token": "<bos>", "eos_token": "<eos>",
+               "defaults": {"temperature": 0, "seed": 1, "max_tokens": 48}}]
+    async with running_gateway(make_config(backends, models)) as url:
+        async with AsyncOpenAI(base_url=url, api_key="x", max_retries=0, timeout=120) as client:
+            whole = await client.chat.completions.create(model="gemma-v1", messages=FEW_SHOT, tools=[WEATHER])
+            check_message(whole.choices[0].message, whole.choices[0].finish_reason)
+            assert whole.usage.prompt_tokens > 150 and whole.usage.completion_tokens > 0
+            stream = await client.chat.completions.create(
+                model="gemma-v1", messages=FEW_SHOT, tools=[WEATHER], stream=True
+            )
+            chunks = [chunk async for chunk in stream]
+            finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+            assert finishes == [whole.choices[0].finish_reason]

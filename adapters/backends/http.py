@@ -130,7 +130,8 @@ def error_message(body: bytes | dict[str, Any] | str) -> tuple[str, str]:
     if isinstance(data, dict):
         error = data.get("error", data)
         if isinstance(error, dict):
-            return str(error.get("message") or error), str(error.get("type") or "")
+            # `detail` is FastAPI's shape (e.g. a vLLM URL that wrongly ends in /v1).
+            return str(error.get("message") or error.get("detail") or error), str(error.get("type") or "")
         return str(error), ""
     return str(data), ""
 
