@@ -159,3 +159,20 @@ async def test_models_and_health(gateway_url: str) -> None:
         assert all(m["object"] == "model" and isinstance(m["created"], int) for m in body["data"])
         async with session.get(gateway_url.removesuffix("/v1") + "/health") as response:
             assert response.status == 200 and (await response.json())["status"] == "ok"
+
+
+async def test_backend_api_key_is_sent_as_bearer(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with FakeLlamaServer(api_key="s3cret") as fake:
+        for key, works in (("s3cret", True), ("wrong", False)):
+            monkeypatch.setenv("LLAMA_KEY", key)
+            backends, models = fake_routes(fake.url, api_key="${LLAMA_KEY}")
+            async with running_gateway(make_config(backends, models)) as url:
+                async with AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as client:
+                    fake.script("hello")
+                    if works:
+                        reply = await client.chat.completions.create(model=MODEL, messages=HELLO)
+                        assert reply.choices[0].message.content == "hello"
+                    else:
+                        with pytest.raises(APIError) as caught:
+                            await client.chat.completions.create(model=MODEL, messages=HELLO)
+                        assert caught.value.status_code == 502 and "401" in caught.value.message
