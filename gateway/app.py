@@ -18,6 +18,7 @@ from .routing import TEMPLATE_FROM_BACKEND, Route, RoutingTable
 log = structlog.get_logger("toolwire.app")
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
+AUTO_FORMAT = "auto"  # tool_format value: choose the format from the route's chat template
 
 
 def check_config(config: GatewayConfig, source: str) -> None:
@@ -28,9 +29,9 @@ def check_config(config: GatewayConfig, source: str) -> None:
         if b.type not in backend_types()
     ]
     problems += [
-        f"{source}: models[{i}].tool_format: unknown tool format {m.tool_format!r} (known: {', '.join(format_names())})"
+        f"{source}: models[{i}].tool_format: unknown tool format {m.tool_format!r} (known: auto, {', '.join(format_names())})"
         for i, m in enumerate(config.models)
-        if m.tool_format not in format_names()
+        if m.tool_format not in (*format_names(), AUTO_FORMAT)
     ]
     for i, model in enumerate(config.models):
         if model.chat_template != TEMPLATE_FROM_BACKEND:
@@ -65,7 +66,7 @@ def build_routing_table(config: GatewayConfig) -> RoutingTable:
                 name=model.name,
                 backend=backends[model.backend],
                 upstream_model=model.upstream_model,
-                tool_format=get_format(model.tool_format),
+                tool_format=None if model.tool_format == AUTO_FORMAT else get_format(model.tool_format),
                 template_source=model.chat_template,
                 bos_token=model.bos_token,
                 eos_token=model.eos_token,

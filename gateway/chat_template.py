@@ -130,11 +130,17 @@ class ChatTemplate:
 
     def __init__(self, source: str, *, bos_token: str = "", eos_token: str = "", name: str = "") -> None:
         self._bos_token, self._eos_token, self._name = bos_token, eos_token, name
+        self._source = source
         try:
             self._template = _environment().from_string(source)
         except jinja2.TemplateSyntaxError as error:
             raise TemplateError(f"chat template {name or '<string>'}: syntax error at line {error.lineno}: "
                                 f"{error.message}") from error
+
+    @property
+    def source(self) -> str:
+        """The template text, e.g. to recognise the tool format it teaches."""
+        return self._source
 
     @property
     def bos_token(self) -> str:

@@ -36,8 +36,8 @@ PipelineEvent = Started | ParseEvent | Completed
 
 async def run_chat(job: ChatJob, route: Route) -> AsyncIterator[PipelineEvent]:
     upstream_model = route.upstream_for(job.model)
-    template = await route.template(upstream_model)
-    plan = build_prompt(job.conversation, route.tool_format, template, extra_stop=route.stop + job.stop)
+    template, tool_format = await route.template(upstream_model)
+    plan = build_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)
     request = GenerationRequest(
         prompt=plan.prompt,
         upstream_model=upstream_model,
@@ -50,7 +50,7 @@ async def run_chat(job: ChatJob, route: Route) -> AsyncIterator[PipelineEvent]:
         keep_alive=route.keep_alive,
     )
     conversation = job.conversation
-    parser = route.tool_format.new_parser(plan.prompt, parse_calls=conversation.offers_tools, tools=conversation.tools)
+    parser = tool_format.new_parser(plan.prompt, parse_calls=conversation.offers_tools, tools=conversation.tools)
     finish: Finish | None = None
     started = False
     async for piece in route.backend.generate(request):

@@ -10,7 +10,8 @@ from pathlib import Path
 import structlog
 
 from adapters.backends import Backend, SamplingParams
-from adapters.formats import ToolFormat
+from adapters.formats import ToolFormat, get_format
+from adapters.formats.detect import detect_format
 
 from .chat_template import ChatTemplate, TemplateError, load_template_file
 from .config import is_glob
@@ -27,7 +28,8 @@ class Route:
     backend: Backend
     # The backend's name for the model; None sends the name the client asked for (glob routes).
     upstream_model: str | None
-    tool_format: ToolFormat
+    # A format, or None for `tool_format: auto` (chosen from each template as it loads).
+    tool_format: ToolFormat | None
     # "backend" to ask the backend for its template, or the path of a .jinja file.
     template_source: str | Path
     bos_token: str | None = None
@@ -36,20 +38,30 @@ class Route:
     defaults: SamplingParams = field(default_factory=SamplingParams)
     context_size: int | None = None
     keep_alive: str | None = None
-    # Loaded templates by upstream model: a glob route may serve models with different templates.
-    _templates: dict[str, ChatTemplate] = field(default_factory=dict)
+    # Loaded templates (and the format each teaches) by upstream model: a glob route may serve
+    # models with different templates.
+    _templates: dict[str, tuple[ChatTemplate, ToolFormat]] = field(default_factory=dict)
     _template_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def template(self, upstream_model: str = "") -> ChatTemplate:
-        """The chat template, loaded once (from the file, or from the backend per model) and kept."""
+    async def template(self, upstream_model: str = "") -> tuple[ChatTemplate, ToolFormat]:
+        """The chat template and tool format, loaded once (from the file, or from the backend per
+        model) and kept."""
         key = upstream_model if self.template_source == TEMPLATE_FROM_BACKEND else ""
-        template = self._templates.get(key)
-        if template is not None:
-            return template
+        loaded = self._templates.get(key)
+        if loaded is not None:
+            return loaded
         async with self._template_lock:
             if key not in self._templates:
-                self._templates[key] = await self._load_template(upstream_model)
+                template = await self._load_template(upstream_model)
+                self._templates[key] = (template, self._format_for(template))
         return self._templates[key]
+
+    def _format_for(self, template: ChatTemplate) -> ToolFormat:
+        if self.tool_format is not None:
+            return self.tool_format
+        detection = detect_format(template.source)
+        log.info("tool_format_detected", model=self.name, format=detection.format, reason=detection.reason)
+        return get_format(detection.format)
 
     async def _load_template(self, upstream_model: str) -> ChatTemplate:
         if self.template_source != TEMPLATE_FROM_BACKEND:

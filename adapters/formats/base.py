@@ -119,7 +119,7 @@ class ToolFormat:
         for call in message.tool_calls:
             arguments: Any = call.arguments
             if traits.requires_object_arguments:
-                arguments = _as_object(call.arguments)
+                arguments = arguments_object(call.arguments)
             calls.append(
                 {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
             )
@@ -129,7 +129,7 @@ class ToolFormat:
 
     def write_call(self, call: ToolCall) -> str:
         """A past call, as the model would have written it."""
-        body = {"name": call.name, "arguments": _as_object(call.arguments)}
+        body = {"name": call.name, "arguments": arguments_object(call.arguments)}
         return f"{self.syntax.open_markers[0]}{orjson.dumps(body).decode()}{self.syntax.close_marker or ''}"
 
     def write_result(self, name: str, content: str) -> str:
@@ -145,7 +145,8 @@ def _call_names(messages: tuple[Message, ...]) -> dict[str, str]:
     return {call.id: call.name for message in messages for call in message.tool_calls}
 
 
-def _as_object(arguments: str) -> Any:
+def arguments_object(arguments: str) -> Any:
+    """A call's JSON argument text as an object; text that is not JSON stays text."""
     try:
         return orjson.loads(arguments) if arguments.strip() else {}
     except orjson.JSONDecodeError:

@@ -108,7 +108,7 @@ class StreamParser:
             self._at_start = False
             if stripped[0] in self._start_bodies:
                 self._trim_leading = True
-                self._start_body("")
+                self._start_body("", bare=True)
                 return stripped
         found = find_first(text, self._text_markers) if self._text_markers else None
         if found is None:
@@ -139,7 +139,7 @@ class StreamParser:
         self._reasoning_space = ""
         return text[position + len(self._reasoning_close) :]
 
-    def _start_body(self, prefix: str) -> None:
+    def _start_body(self, prefix: str, *, bare: bool = False) -> None:
         self._mode = _Mode.BODY
         self._trim_leading = True
         self._body_prefix = prefix
@@ -150,9 +150,10 @@ class StreamParser:
             self._scanner = JsonCallScanner(
                 self._indexer,
                 self._events,
-                call_list=syntax.call_list,
                 name_keys=syntax.name_keys,
                 argument_keys=syntax.argument_keys,
+                # With no marker, only a call to an offered tool counts as a call.
+                known_names=frozenset(tool.name for tool in self._tools) if bare else None,
             )
 
     def _consume_body(self, text: str) -> str:
@@ -169,6 +170,9 @@ class StreamParser:
 
     def _consume_after_body(self, text: str) -> str:
         stripped = text.lstrip()
+        separator = self._syntax.call_separator
+        if separator and stripped.startswith(separator):
+            stripped = stripped[len(separator) :].lstrip()
         if not stripped:
             return ""
         close = self._syntax.close_marker

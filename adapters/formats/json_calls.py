@@ -88,20 +88,25 @@ class CallIndexer:
 
 
 class JsonCallScanner:
-    """Scans one call body: a JSON call object, or (with `call_list`) a JSON list of them."""
+    """Scans one call body: a JSON call object, or a JSON list of them (the first character decides).
+
+    With `known_names`, a call to any other name is not a call: for bodies that begin with no
+    marker, where `{"name": "Bob"}` may just be an answer written in JSON.
+    """
 
     def __init__(
         self,
         indexer: CallIndexer,
         events: list[ParseEvent],
         *,
-        call_list: bool = False,
         name_keys: tuple[str, ...] = ("name",),
         argument_keys: tuple[str, ...] = ("arguments", "parameters"),
+        known_names: frozenset[str] | None = None,
     ) -> None:
         self._indexer = indexer
         self._events = events
-        self._call_depth = 2 if call_list else 1
+        self._known_names = known_names
+        self._call_depth = 1  # 2 once the body turns out to be a list of calls
         self._name_keys = name_keys
         self._argument_keys = argument_keys
         self._stack: list[str] = []
@@ -149,7 +154,9 @@ class JsonCallScanner:
                 if char == '"':
                     i = stop + 1
                     self._expect = self._after_string
-                    self._end_string()
+                    problem = self._end_string()
+                    if problem:
+                        return self._fail(stop, problem)
                     if self._in_arguments and len(self._stack) < self._arguments_depth():
                         # A string was the whole arguments value.
                         args_from = self._close_arguments(text, args_from, i)
@@ -296,10 +303,12 @@ class JsonCallScanner:
 
     def _check_value_start(self, char: str) -> str:
         depth = len(self._stack)
-        if depth < self._call_depth:
-            wanted = "[" if depth == 0 and self._call_depth == 2 else "{"
-            if char != wanted:
-                return "a tool call must be a JSON object" if wanted == "{" else "expected a list of calls"
+        if depth == 0:
+            if char not in "{[":
+                return "a tool call must be a JSON object or a list of them"
+            self._call_depth = 2 if char == "[" else 1
+        elif depth < self._call_depth and char != "{":
+            return "a tool call must be a JSON object"
         if char in '{["' or char == "-" or char.isdigit() or char in "tfn":
             return ""
         return f"unexpected {char!r}"
@@ -308,9 +317,10 @@ class JsonCallScanner:
         self._capture = []
         self._capture_role = role
 
-    def _end_string(self) -> None:
+    def _end_string(self) -> str:
+        """Settle a captured string; returns a problem that fails the call, or ""."""
         if self._capture is None:
-            return
+            return ""
         text = '"' + "".join(self._capture) + '"'
         role = self._capture_role
         self._capture = None
@@ -318,11 +328,15 @@ class JsonCallScanner:
             self._key = _decode_string(text) or ""
         elif role == "name":
             assert self._call is not None
-            self._call.name = _decode_string(text)
+            name = _decode_string(text)
+            if self._known_names is not None and name not in self._known_names:
+                return f"{name!r} is not one of the tools on offer"
+            self._call.name = name
             self._announce_if_ready()
         elif role == "arguments":
             assert self._call is not None
             self._call.arguments.append(text)
+        return ""
 
     def _announce_if_ready(self) -> None:
         call = self._call

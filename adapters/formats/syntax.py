@@ -34,13 +34,15 @@ class CallSyntax:
     open_markers: tuple[str, ...]
     # Text that closes the block, if the format has one.
     close_marker: str | None = None
-    # The body is a JSON list of call objects rather than one object.
+    # Kept for format descriptions that say so; the JSON scanner accepts an object or a list anyway.
     call_list: bool = False
     # Keys of a call object that hold the function name and its arguments.
     name_keys: tuple[str, ...] = ("name",)
     argument_keys: tuple[str, ...] = ("arguments", "parameters")
     # Accept further call objects inside the same block, before the close marker.
     bare_repeat: bool = True
+    # Text that may stand between two calls (Llama 4 JSON writes `{...}; {...}`).
+    call_separator: str = ""
     # Characters that may begin a call body with no marker, at the start of the answer
     # (Llama 3's bare `{"name": ...}`, a pythonic `[f(x=1)]`).
     start_bodies: tuple[str, ...] = ()
