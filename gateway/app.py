@@ -74,6 +74,7 @@ def build_routing_table(config: GatewayConfig) -> RoutingTable:
                 defaults=SamplingParams(**model.defaults.model_dump()),
                 context_size=model.context_size,
                 keep_alive=model.keep_alive,
+                constrain=model.constrain,
             )
         )
     aliases = {alias: model.name for model in config.models for alias in model.aliases}

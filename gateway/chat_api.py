@@ -76,6 +76,17 @@ class NamedToolChoiceIn(_Model):
     function: NamedFunction
 
 
+class JsonSchemaFormat(_Model):
+    name: str = "response"
+    schema_: dict[str, Any] = Field(default_factory=lambda: {"type": "object"}, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Model):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
 class StreamOptions(_Model):
     include_usage: bool = False
 
@@ -102,6 +113,7 @@ class ChatCompletionRequest(_Model):
     repeat_penalty: Annotated[float, Field(ge=0)] | None = None
     stop: str | list[str] | None = None
     n: Annotated[int, Field(ge=1)] | None = None
+    response_format: ResponseFormat | None = None
 
     @field_validator("n")
     @classmethod
@@ -121,6 +133,8 @@ class ChatJob:
     stop: tuple[str, ...]
     stream: bool
     include_usage: bool
+    # The JSON schema the reply's content must follow (response_format), if any.
+    response_schema: dict[str, Any] | None = None
 
 
 def parse_chat_request(body: bytes) -> ChatJob:
@@ -191,7 +205,18 @@ def _to_job(request: ChatCompletionRequest) -> ChatJob:
         stop=tuple(s for s in stop if s),
         stream=request.stream,
         include_usage=bool(request.stream_options and request.stream_options.include_usage),
+        response_schema=_response_schema(request.response_format),
     )
+
+
+def _response_schema(response_format: ResponseFormat | None) -> dict[str, Any] | None:
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
+        return {"type": "object"}
+    if response_format.json_schema is None:
+        raise bad_request("response_format of type 'json_schema' needs a 'json_schema'.", param="response_format")
+    return response_format.json_schema.schema_
 
 
 def _tool(function: FunctionDef) -> ToolSpec:

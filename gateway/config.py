@@ -104,6 +104,9 @@ class ModelRoute(_Section):
     stop: tuple[str, ...] = ()
     defaults: SamplingDefaults = SamplingDefaults()
     context_size: int | None = Field(default=None, gt=0)
+    # Constrained decoding: auto = for tool_choice required / named; always = also lazily for auto
+    # where the backend can; off = prefill only (for backends or schemas that cannot take it).
+    constrain: Literal["auto", "off", "always"] = "auto"
     keep_alive: str | None = None  # Ollama: how long the model stays loaded after a request ("5m", -1)
 
     @field_validator("keep_alive", mode="before")

@@ -15,6 +15,7 @@ from adapters.formats.detect import detect_format
 
 from .chat_template import ChatTemplate, TemplateError, load_template_file
 from .config import is_glob
+from .decoding import ConstrainMode
 from .errors import ApiError, model_not_found
 
 log = structlog.get_logger("toolwire.routing")
@@ -38,6 +39,7 @@ class Route:
     defaults: SamplingParams = field(default_factory=SamplingParams)
     context_size: int | None = None
     keep_alive: str | None = None
+    constrain: ConstrainMode = "auto"
     # Loaded templates (and the format each teaches) by upstream model: a glob route may serve
     # models with different templates.
     _templates: dict[str, tuple[ChatTemplate, ToolFormat]] = field(default_factory=dict)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Backend, BackendEvent, Finish, GenerationRequest, SamplingParams, TemplateInfo, TextPiece, Usage
+from .base import Backend, BackendEvent, Constraint, Finish, GenerationRequest, SamplingParams, TemplateInfo, TextPiece, Usage
 from .http import HttpSettings
 
 # Backend type -> "module:class" in this package; imported when a config names the type.
@@ -32,6 +32,7 @@ def create_backend(backend_type: str, name: str, settings: HttpSettings) -> Back
 __all__ = [
     "Backend",
     "BackendEvent",
+    "Constraint",
     "Finish",
     "GenerationRequest",
     "HttpSettings",

@@ -29,6 +29,20 @@ class SamplingParams:
 
 
 @dataclass(frozen=True, slots=True)
+class Constraint:
+    """How decoding must be restricted; each backend maps what it can and rejects the rest.
+
+    `json_schema`: everything generated (after the prompt's prefill) is one JSON value matching
+    the schema. `grammar`: a GBNF grammar the output must match; with `lazy_triggers`, it applies
+    only from the first trigger word on (free text before it).
+    """
+
+    json_schema: dict[str, Any] | None = None
+    grammar: str | None = None
+    lazy_triggers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     prompt: str
     upstream_model: str
@@ -45,6 +59,7 @@ class GenerationRequest:
     context_size: int | None = None
     # How long the backend should keep the model loaded after the request (Ollama's keep_alive).
     keep_alive: str | None = None
+    constraint: Constraint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +107,8 @@ class Backend(Protocol):
     """A raw text-completion server."""
 
     name: str
+    # Which `Constraint` kinds it can enforce: "json_schema", "grammar", "lazy_grammar".
+    constraints: frozenset[str]
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
         """Stream text pieces and end with exactly one `Finish`, or raise a `BackendError`."""

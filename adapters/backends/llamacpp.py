@@ -16,11 +16,14 @@ from .http import BackendHttp, HttpSettings, error_message, iter_lines, parse_js
 
 # llama-server's stop_type -> OpenAI finish_reason. "none" means it stopped for no reason it
 # could name (e.g. the slot was released); treat it as a normal stop.
+# common_grammar_trigger_type in llama.cpp's common/common.h: 1 is a plain word.
+_TRIGGER_WORD = 1
 _FINISH_REASONS = {"eos": "stop", "word": "stop", "limit": "length", "none": "stop"}
 
 
 class LlamaCppBackend:
     type = "llamacpp"
+    constraints = frozenset({"json_schema", "grammar", "lazy_grammar"})
 
     def __init__(self, name: str, settings: HttpSettings) -> None:
         self.name = name
@@ -49,8 +52,20 @@ class LlamaCppBackend:
             "repeat_penalty": sampling.repeat_penalty,
             "cache_prompt": True,
         }
-        if request.preserved_tokens:
-            body["preserved_tokens"] = list(request.preserved_tokens)
+        preserved = list(request.preserved_tokens)
+        constraint = request.constraint
+        if constraint is not None and constraint.grammar:
+            body["grammar"] = constraint.grammar
+            if constraint.lazy_triggers:
+                # Free text until a trigger word, then the grammar; a trigger that is a single
+                # token must also be preserved or the server refuses the request.
+                body["grammar_lazy"] = True
+                body["grammar_triggers"] = [{"type": _TRIGGER_WORD, "value": word} for word in constraint.lazy_triggers]
+                preserved += [word for word in constraint.lazy_triggers if word not in preserved]
+        elif constraint is not None and constraint.json_schema is not None:
+            body["json_schema"] = constraint.json_schema
+        if preserved:
+            body["preserved_tokens"] = preserved
         return drop_none(body)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:

@@ -37,6 +37,8 @@ _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
 class OllamaBackend:
     type = "ollama"
+    # `format` takes a JSON schema for the whole output; there are no grammars.
+    constraints = frozenset({"json_schema"})
 
     def __init__(self, name: str, settings: HttpSettings) -> None:
         self.name = name
@@ -75,6 +77,8 @@ class OllamaBackend:
         }
         if request.keep_alive is not None:
             body["keep_alive"] = _keep_alive(request.keep_alive)
+        if request.constraint is not None and request.constraint.json_schema is not None:
+            body["format"] = request.constraint.json_schema
         return body
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:

@@ -36,6 +36,8 @@ class OpenAICompletionsBackend:
     label = "OpenAI-compatible server"
     keeps_bos = False
     health_path = "/v1/models"  # the one route every OpenAI-compatible server has
+    # No standard way to constrain a text completion: prefill only.
+    constraints: frozenset[str] = frozenset()
 
     def __init__(self, name: str, settings: HttpSettings) -> None:
         self.name = name
@@ -165,6 +167,8 @@ class VllmBackend(OpenAICompletionsBackend):
     # Sent with add_special_tokens false, so the template's BOS text is the only BOS.
     keeps_bos = True
     health_path = "/health"
+    # `structured_outputs` (the old guided_* fields were removed in v0.12 and are silently ignored).
+    constraints = frozenset({"json_schema", "grammar"})
 
     def extra_fields(self, request: GenerationRequest) -> dict[str, Any]:
         sampling = request.sampling
@@ -175,6 +179,7 @@ class VllmBackend(OpenAICompletionsBackend):
             "top_k": sampling.top_k,
             "min_p": sampling.min_p,
             "repetition_penalty": sampling.repeat_penalty,
+            "structured_outputs": _structured_outputs(request),
         }
 
     async def max_tokens(self, request: GenerationRequest) -> int:
@@ -209,3 +214,14 @@ def _usage(usage: dict[str, Any]) -> Usage:
         completion_tokens=int(usage.get("completion_tokens") or 0),
         cached_tokens=details.get("cached_tokens") if isinstance(details, dict) else None,
     )
+
+
+def _structured_outputs(request: GenerationRequest) -> dict[str, Any] | None:
+    constraint = request.constraint
+    if constraint is None:
+        return None
+    if constraint.grammar and not constraint.lazy_triggers:
+        return {"grammar": constraint.grammar}
+    if constraint.json_schema is not None:
+        return {"json": constraint.json_schema}
+    return None

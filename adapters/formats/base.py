@@ -54,6 +54,9 @@ class ToolFormat:
     native: ClassVar[bool] = True
     # Text the model must never write itself (a hallucinated tool result): stop there.
     stop_strings: ClassVar[tuple[str, ...]] = ()
+    # How a call opens, exactly as the model writes it (marker and the whitespace after it), for
+    # prefilling a forced call. None: the first open marker.
+    call_opening: ClassVar[str | None] = None
 
     def new_call_id(self) -> str:
         return "call_" + random_id(24)
@@ -76,6 +79,39 @@ class ToolFormat:
     @property
     def preserved_tokens(self) -> tuple[str, ...]:
         return self.syntax.markers
+
+    # -- forcing a call (tool_choice required / named) ----------------------------------
+
+    def opening(self) -> str:
+        return self.call_opening if self.call_opening is not None else self.syntax.open_markers[0]
+
+    def prefill(self, tool_name: str | None) -> str:
+        """The start of the assistant turn that steers an unconstrained model into a call: the
+        opening, and for a named tool the call's head up to its arguments."""
+        if tool_name is None or self.syntax.scanner is not None:
+            return self.opening()
+        head = orjson.dumps({self.syntax.name_keys[0]: tool_name}).decode()[:-1]
+        return f'{self.opening()}{head}, "{self.syntax.argument_keys[0]}": '
+
+    def call_schema(self, tools: tuple[ToolSpec, ...]) -> dict[str, Any] | None:
+        """The JSON schema of one call object as this format writes it, for constrained decoding
+        after the opening; None when the format's calls are not JSON objects."""
+        if self.syntax.scanner is not None or not tools:
+            return None
+        name_key, arguments_key = self.syntax.name_keys[0], self.syntax.argument_keys[0]
+        variants = [
+            {
+                "type": "object",
+                "properties": {
+                    name_key: {"const": tool.name},
+                    arguments_key: tool.parameters or {"type": "object"},
+                },
+                "required": [name_key, arguments_key],
+                "additionalProperties": False,
+            }
+            for tool in tools
+        ]
+        return variants[0] if len(variants) == 1 else {"anyOf": variants}
 
     # -- writing the conversation for the template --------------------------------------
 

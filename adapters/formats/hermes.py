@@ -16,6 +16,7 @@ class HermesFormat(ToolFormat):
         open_markers=("<tool_call>",), close_marker="</tool_call>", reasoning=("<think>", "</think>")
     )
     stop_strings = ("<tool_response>",)
+    call_opening = "<tool_call>\n"
 
     def write_result(self, name: str, content: str) -> str:
         return f"<tool_response>\n{content}\n</tool_response>"

@@ -17,6 +17,8 @@ class Llama3JsonFormat(ToolFormat):
     syntax = CallSyntax(open_markers=("<|python_tag|>",), start_bodies=("{",), call_separator=";")
     # `<|eom_id|>` ends a turn that expects a tool result.
     stop_strings = ("<|eom_id|>",)
+    # The bare JSON object is the usual form: a forced call starts with nothing before it.
+    call_opening = ""
 
     def template_input(self, conversation: Conversation, traits: TemplateTraits) -> TemplateInput:
         # The Llama 3.1 templates raise on more than one call per assistant turn: split them.

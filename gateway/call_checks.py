@@ -1,0 +1,85 @@
+"""Checks on finished tool calls: arguments against the tool's JSON schema, and at most one call
+when only one may be returned."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import structlog
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from adapters.formats.conversation import ToolSpec
+from adapters.formats.events import ParseEvent, ToolCallArgs, ToolCallEnd, ToolCallFailed, ToolCallStart
+
+from .errors import ApiError
+
+log = structlog.get_logger("toolwire.calls")
+
+
+class CallChecker:
+    """Passes parser events through, validating each completed call.
+
+    An invalid call is returned as the model wrote it, with a log line; for a tool marked
+    `strict` it is an error instead, unless decoding was constrained (then the schema was
+    already enforced as far as the backend could).
+    """
+
+    def __init__(self, tools: tuple[ToolSpec, ...], *, constrained: bool, one_call: bool) -> None:
+        self._tools = {tool.name: tool for tool in tools}
+        self._constrained = constrained
+        self._one_call = one_call
+        self._names: dict[int, str] = {}
+        self._validators: dict[str, Draft202012Validator | None] = {}
+        self.calls = 0
+
+    def check(self, events: Iterable[ParseEvent]) -> list[ParseEvent]:
+        kept: list[ParseEvent] = []
+        for event in events:
+            if isinstance(event, ToolCallStart | ToolCallArgs | ToolCallEnd | ToolCallFailed):
+                if self._one_call and event.index > 0:
+                    continue  # only the first call may be returned
+                if isinstance(event, ToolCallStart):
+                    self._names[event.index] = event.name
+                elif isinstance(event, ToolCallEnd):
+                    self.calls += 1
+                    self._validate(self._names.get(event.index, ""), event.arguments)
+            kept.append(event)
+        return kept
+
+    def _validate(self, name: str, arguments: str) -> None:
+        tool = self._tools.get(name)
+        if tool is None:
+            log.info("call_to_unknown_tool", name=name)  # returned as is: the client decides
+            return
+        validator = self._validator(tool)
+        if validator is None:
+            return
+        problems = [_describe(error) for error in validator.iter_errors(orjson.loads(arguments))]
+        if not problems:
+            return
+        log.warning("call_arguments_invalid", name=name, problems=problems)
+        if tool.strict and not self._constrained:
+            raise ApiError(
+                502,
+                f"The model's call to '{name}' does not match the tool's parameters: {'; '.join(problems)}",
+                type="server_error",
+                code="tool_arguments_invalid",
+            )
+
+    def _validator(self, tool: ToolSpec) -> Draft202012Validator | None:
+        if tool.name not in self._validators:
+            try:
+                Draft202012Validator.check_schema(tool.parameters)
+                self._validators[tool.name] = Draft202012Validator(tool.parameters)
+            except SchemaError as error:
+                log.warning("tool_schema_invalid", name=tool.name, error=error.message)
+                self._validators[tool.name] = None
+        return self._validators[tool.name]
+
+
+def _describe(error: Any) -> str:
+    where = "/".join(str(part) for part in error.absolute_path)
+    return f"{where or '(arguments)'}: {error.message}"
