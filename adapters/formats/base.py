@@ -90,8 +90,9 @@ class ToolFormat:
         opening, and for a named tool the call's head up to its arguments."""
         if tool_name is None or self.syntax.scanner is not None:
             return self.opening()
-        head = orjson.dumps({self.syntax.name_keys[0]: tool_name}).decode()[:-1]
-        return f'{self.opening()}{head}, "{self.syntax.argument_keys[0]}": '
+        # Spaced like the templates' own `tojson`, which is what the model saw in training.
+        name = orjson.dumps(tool_name).decode()
+        return f'{self.opening()}{{"{self.syntax.name_keys[0]}": {name}, "{self.syntax.argument_keys[0]}": '
 
     def call_schema(self, tools: tuple[ToolSpec, ...]) -> dict[str, Any] | None:
         """The JSON schema of one call object as this format writes it, for constrained decoding
