@@ -141,8 +141,33 @@ class ModelRoute(_Section):
         return path
 
 
+class ResponsesConfig(_Section):
+    """Where `/v1/responses` keeps stored responses (for `previous_response_id`)."""
+
+    store: Literal["sqlite", "redis"] = "sqlite"
+    # The embedded store's file; relative paths resolve against the config file's folder.
+    sqlite_path: Path = Path("toolwire-responses.sqlite3")
+    # A Redis server shared by several gateway replicas, e.g. redis://127.0.0.1:6379/0.
+    redis_url: str | None = None
+    max_responses: int = Field(default=10_000, gt=0)  # oldest evicted beyond this
+    max_age_hours: float = Field(default=720, gt=0)  # and after this long
+
+    @field_validator("sqlite_path", mode="before")
+    @classmethod
+    def _resolve_store_path(cls, value: Any, info: ValidationInfo) -> Any:
+        base_dir = (info.context or {}).get("base_dir") or Path.cwd()
+        return (Path(base_dir) / Path(str(value)).expanduser()).resolve()
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> ResponsesConfig:
+        if self.store == "redis" and not self.redis_url:
+            raise ValueError("redis_url: required when store is 'redis'")
+        return self
+
+
 class GatewayConfig(_Section):
     listen: ListenConfig = ListenConfig()
+    responses: ResponsesConfig = ResponsesConfig()
     log_level: LogLevel = "info"
     backends: tuple[BackendConfig, ...]
     models: tuple[ModelRoute, ...]
