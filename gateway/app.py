@@ -10,14 +10,22 @@ from aiohttp import web
 from adapters.backends import HttpSettings, SamplingParams, backend_types, create_backend
 from adapters.formats import format_names, get_format
 
+from .app_keys import CONFIG, KEY_RING, LIFECYCLE, METRICS, ROUTING_TABLE, STARTED_AT
+from .auth import KeyRing
 from .chat_template import TemplateError, load_template_file
 from .config import ConfigError, GatewayConfig
-from .http_api import ROUTING_TABLE, STARTED_AT, chat_completions, health, list_models, openai_errors
+from .debug_render import render_prompt
+from .health import PROBE, BackendProbe, live, ready
+from .http_api import chat_completions, list_models
+from .lifecycle_state import Lifecycle
+from .limits import BackendLimiter
+from .metrics import Metrics
+from .middleware import MIDDLEWARES
+from .responses_http import add_responses_routes
 from .routing import TEMPLATE_FROM_BACKEND, Route, RoutingTable
 
 log = structlog.get_logger("toolwire.app")
 
-MAX_BODY_BYTES = 32 * 1024 * 1024
 AUTO_FORMAT = "auto"  # tool_format value: choose the format from the route's chat template
 
 
@@ -78,27 +86,52 @@ def build_routing_table(config: GatewayConfig) -> RoutingTable:
             )
         )
     aliases = {alias: model.name for model in config.models for alias in model.aliases}
-    return RoutingTable(routes, aliases)
+    limiters = {
+        backend.name: BackendLimiter(
+            backend.name,
+            max_concurrency=backend.max_concurrency,
+            queue_size=backend.queue_size,
+            queue_timeout=backend.queue_timeout,
+        )
+        for backend in config.backends
+    }
+    return RoutingTable(routes, aliases, limiters)
+
+
+async def start_routing_table(config: GatewayConfig) -> RoutingTable:
+    """A routing table with its file templates loaded: a broken one fails now, not on a request."""
+    table = build_routing_table(config)
+    for route in table:
+        if route.template_source != TEMPLATE_FROM_BACKEND:
+            await route.template()
+    return table
 
 
 def create_app(config: GatewayConfig) -> web.Application:
-    app = web.Application(middlewares=[openai_errors], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=list(MIDDLEWARES), client_max_size=config.limits.max_body_bytes)
     app[STARTED_AT] = time.time()
+    app[CONFIG] = config
+    app[METRICS] = Metrics()
+    app[KEY_RING] = KeyRing(config.auth)
+    app[PROBE] = BackendProbe()
 
     async def start_routes(app: web.Application) -> None:
-        # Backends hold connection pools, which belong to the running event loop.
-        table = build_routing_table(config)
-        app[ROUTING_TABLE] = table
-        for route in table:
-            if route.template_source != TEMPLATE_FROM_BACKEND:
-                await route.template()  # a broken template file fails at start, not on a request
-        log.info("routes_ready", models=[route.name for route in table])
+        # Backends hold connection pools and locks, which belong to the running event loop.
+        app[LIFECYCLE] = Lifecycle()
+        app[ROUTING_TABLE] = await start_routing_table(config)
+        log.info("routes_ready", models=app[ROUTING_TABLE].public_names())
         yield
-        for backend in table.backends:
+        for backend in app[ROUTING_TABLE].backends:
             await backend.close()
 
     app.cleanup_ctx.append(start_routes)
-    app.router.add_get("/health", health)
+    app.router.add_get("/health", live)
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", app[METRICS].handler)
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    add_responses_routes(app, config.responses)
+    if config.debug.render_endpoint:
+        app.router.add_post("/v1/debug/render", render_prompt)
     return app

@@ -57,6 +57,10 @@ class BackendConfig(_Section):
     api_key: str | None = None
     timeouts: TimeoutsConfig = TimeoutsConfig()
     max_connections: int = Field(default=64, gt=0)
+    # Requests generating on this backend at once; more wait in a bounded queue, then get 429.
+    max_concurrency: int = Field(default=16, gt=0)
+    queue_size: int = Field(default=64, ge=0)
+    queue_timeout: float = Field(default=30.0, gt=0)  # seconds a request may wait for a slot
 
     @field_validator("url")
     @classmethod
@@ -165,9 +169,47 @@ class ResponsesConfig(_Section):
         return self
 
 
+class ApiKeyConfig(_Section):
+    key: str = Field(min_length=1)
+    models: tuple[str, ...] = ("*",)  # public model names (globs allowed) this key may use
+
+
+class AuthConfig(_Section):
+    """Gateway API keys (bearer). With none configured, the gateway is open."""
+
+    api_keys: tuple[ApiKeyConfig, ...] = ()
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _drop_empty(cls, value: Any) -> Any:
+        # `key: ${TOOLWIRE_KEY:-}` with the variable unset means "no such key".
+        if isinstance(value, list):
+            return [item for item in value if not (isinstance(item, dict) and not item.get("key"))]
+        return value
+
+
+class LimitsConfig(_Section):
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)  # larger bodies get 413
+    request_timeout: float = Field(default=600.0, gt=0)  # a whole request, stream included
+    shutdown_grace: float = Field(default=30.0, ge=0)  # SIGTERM: time for streams in flight to end
+
+
+class CorsConfig(_Section):
+    allow_origins: tuple[str, ...] = ()  # empty: no CORS headers at all
+
+
+class DebugConfig(_Section):
+    log_prompts: bool = False  # log each request's rendered prompt and the model's raw output
+    render_endpoint: bool = False  # POST /v1/debug/render: the prompt a request would send
+
+
 class GatewayConfig(_Section):
     listen: ListenConfig = ListenConfig()
     responses: ResponsesConfig = ResponsesConfig()
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+    cors: CorsConfig = CorsConfig()
+    debug: DebugConfig = DebugConfig()
     log_level: LogLevel = "info"
     backends: tuple[BackendConfig, ...]
     models: tuple[ModelRoute, ...]

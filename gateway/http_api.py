@@ -2,131 +2,114 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-import time
 
-import orjson
 import structlog
 from aiohttp import web
 
 from adapters.backends.errors import BackendError
 
+from .app_keys import API_KEY, CONFIG, METRICS, ROUTING_TABLE, STARTED_AT, TRACE
+from .auth import check_model_allowed
 from .chat_api import parse_chat_request
 from .chat_encoding import ChunkEncoder, ResponseCollector, sse_error
 from .errors import ApiError, from_backend_error
+from .middleware import error_response, json_response
 from .pipeline import Completed, Started, run_chat
-from .routing import RoutingTable
+
+__all__ = ["ROUTING_TABLE", "STARTED_AT", "chat_completions", "error_response", "json_response", "list_models"]
 
 log = structlog.get_logger("toolwire.http")
 
-ROUTING_TABLE = web.AppKey("routing_table", RoutingTable)
-STARTED_AT = web.AppKey("started_at", float)
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def json_response(body: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
-
-
-def error_response(error: ApiError) -> web.Response:
-    return json_response(error.body(), status=error.status)
-
-
-@web.middleware
-async def openai_errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    """Every failure leaves as an OpenAI-shaped error, whatever raised it."""
-    started = time.perf_counter()
-    try:
-        response = await handler(request)
-    except ApiError as error:
-        response = error_response(error)
-    except BackendError as error:
-        response = error_response(from_backend_error(error))
-    except web.HTTPException as error:
-        if error.status < 400:
-            raise
-        response = error_response(_http_exception(error))
-    except Exception:
-        log.exception("unhandled_error", path=request.path)
-        response = error_response(ApiError(500, "Internal error in the gateway.", type="server_error"))
-    log.info(
-        "request",
-        method=request.method,
-        path=request.path,
-        status=response.status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-    )
-    return response
-
-
-def _http_exception(error: web.HTTPException) -> ApiError:
-    if error.status == 404:
-        return ApiError(404, "Unknown path. toolwire serves /v1/models and /v1/chat/completions.", code="not_found")
-    if error.status == 405:
-        return ApiError(405, f"Method not allowed: {error.reason}", code="method_not_allowed")
-    if error.status == 413:
-        return ApiError(413, "The request body is too large.", code="request_too_large")
-    return ApiError(error.status, error.reason or "HTTP error")
 
 
 async def list_models(request: web.Request) -> web.Response:
     created = int(request.app[STARTED_AT])
     table = request.app[ROUTING_TABLE]
+    key = request.get(API_KEY)
     models = [
         {"id": name, "object": "model", "created": created, "owned_by": f"toolwire:{table.route_for_name(name).backend.name}"}
         for name in table.public_names()
+        if key is None or key.allows(name)
     ]
     return json_response({"object": "list", "data": models})
 
 
-async def health(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
-
-
 async def chat_completions(request: web.Request) -> web.StreamResponse:
+    trace = request[TRACE]
     job = parse_chat_request(await request.read())
-    route = request.app[ROUTING_TABLE].resolve(job.model)
+    check_model_allowed(request.get(API_KEY), job.model)
+    table = request.app[ROUTING_TABLE]
+    route = table.resolve(job.model)
+    trace.model, trace.backend = job.model, route.backend.name
     completion_id = "chatcmpl-" + secrets.token_hex(12)
-    events = run_chat(job, route)
-    try:
-        if not job.stream:
+    deadline = asyncio.get_running_loop().time() + request.app[CONFIG].limits.request_timeout
+    async with table.limiter(route.backend.name).slot():
+        events = run_chat(job, route, trace)
+        try:
+            if job.stream:
+                return await _stream(request, job.model, job.include_usage, completion_id, events, deadline)
             collector = ResponseCollector(completion_id, job.model)
-            async for event in events:
-                if isinstance(event, Completed):
-                    return json_response(collector.response(event))
-                if not isinstance(event, Started):
-                    collector.add(event)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    async for event in events:
+                        if isinstance(event, Completed):
+                            return json_response(collector.response(event))
+                        if not isinstance(event, Started):
+                            collector.add(event)
+            except TimeoutError:
+                raise _timed_out(request) from None
             raise ApiError(502, "The generation ended without a result.", type="server_error")
-        return await _stream(request, job.model, job.include_usage, completion_id, events)
-    finally:
-        # Closing the generator closes the backend request, so an abandoned stream stops
-        # generating upstream too.
-        await events.aclose()
+        finally:
+            # Closing the generator closes the backend request, so an abandoned stream stops
+            # generating upstream too.
+            await events.aclose()
 
 
-async def _stream(request, model, include_usage, completion_id, events) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+def _timed_out(request: web.Request) -> ApiError:
+    limit = request.app[CONFIG].limits.request_timeout
+    return ApiError(
+        504, f"The request took longer than the gateway's limit of {limit:g}s.", type="server_error", code="request_timeout"
+    )
+
+
+async def _stream(request, model, include_usage, completion_id, events, deadline) -> web.StreamResponse:  # type: ignore[no-untyped-def]
     # Wait for the backend to accept before sending headers: an early fault stays an HTTP error.
-    event = await anext(events)
+    try:
+        async with asyncio.timeout_at(deadline):
+            event = await anext(events)
+    except TimeoutError:
+        raise _timed_out(request) from None
     encoder = ChunkEncoder(completion_id, model, include_usage=include_usage)
-    response = web.StreamResponse(headers=_SSE_HEADERS)
+    response = web.StreamResponse(headers={**_SSE_HEADERS, "X-Request-ID": request[TRACE].request_id})
     await response.prepare(request)
     await response.write(encoder.opening())
+    streams = request.app[METRICS].streams
+    streams.inc()
+    error: ApiError | None = None
     try:
-        while not isinstance(event, Completed):
-            data = None if isinstance(event, Started) else encoder.event(event)
-            if data:
-                await response.write(data)
-            event = await anext(events)
-        await response.write(encoder.closing(event))
-        await response.write_eof()
-        return response
+        async with asyncio.timeout_at(deadline):
+            while not isinstance(event, Completed):
+                data = None if isinstance(event, Started) else encoder.event(event)
+                if data:
+                    await response.write(data)
+                event = await anext(events)
+            await response.write(encoder.closing(event))
+    except TimeoutError:
+        error = _timed_out(request)
     except StopAsyncIteration:
         error = ApiError(502, "The generation ended without a result.", type="server_error")
     except ApiError as failure:
         error = failure
     except BackendError as failure:
+        request[TRACE].error_kind = failure.kind
         error = from_backend_error(failure)
-    log.warning("stream_failed", status=error.status, code=error.code, message=error.message)
-    await response.write(sse_error(error))
+    finally:
+        streams.dec()
+    if error is not None:
+        log.warning("stream_failed", status=error.status, code=error.code, message=error.message)
+        await response.write(sse_error(error))
     await response.write_eof()
     return response

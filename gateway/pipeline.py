@@ -5,6 +5,7 @@ Streaming and non-streaming responses both consume `run_chat`; they differ only 
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
@@ -16,6 +17,7 @@ from adapters.formats.events import ParseEvent
 
 from .chat_api import ChatJob
 from .call_checks import CallChecker
+from .observe import RequestTrace
 from .decoding import plan_decoding
 from .prompt import build_prompt
 from .routing import Route
@@ -37,9 +39,11 @@ class Completed:
 PipelineEvent = Started | ParseEvent | Completed
 
 
-async def run_chat(job: ChatJob, route: Route) -> AsyncIterator[PipelineEvent]:
+async def run_chat(job: ChatJob, route: Route, trace: RequestTrace | None = None) -> AsyncIterator[PipelineEvent]:
+    trace = trace or RequestTrace("", "chat")
     upstream_model = route.upstream_for(job.model)
     template, tool_format = await route.template(upstream_model)
+    trace.tool_format = tool_format.name
     prompt = build_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)
     conversation = job.conversation
     decoding = plan_decoding(
@@ -57,41 +61,65 @@ async def run_chat(job: ChatJob, route: Route) -> AsyncIterator[PipelineEvent]:
         keep_alive=route.keep_alive,
         constraint=decoding.constraint,
     )
-    pieces = route.backend.generate(request)
+    if trace.debug:
+        log.info("prompt_rendered", request_id=trace.request_id, prompt=request.prompt, stop=request.stop)
+    backend = _TimedStream(route.backend.generate(request), trace)
     try:
-        first = await anext(pieces)
-    except BackendRejected as error:
-        if decoding.constraint is None:
-            raise
-        # Some backends or schemas cannot take a constraint: never fail the request for it.
-        log.warning("constraint_rejected", model=job.model, backend=route.backend.name, error=error.message)
-        decoding = plan_decoding(conversation, tool_format, route.backend.constraints, "off")
-        request = replace(request, prompt=prompt.prompt + decoding.prefill, constraint=None)
-        pieces = route.backend.generate(request)
-        first = await anext(pieces)
-    yield Started()
-    parser = tool_format.new_parser(prompt.prompt, parse_calls=conversation.offers_tools, tools=conversation.tools)
-    checker = CallChecker(conversation.tools, constrained=decoding.constraint is not None, one_call=decoding.one_call)
-    # The prefill is text the model "wrote": it opens the call the model goes on with.
-    for event in checker.check(parser.feed(decoding.prefill)):
-        yield event
-    finish: Finish | None = None
-    async for piece in _chain(first, pieces):
-        if isinstance(piece, TextPiece):
+        try:
+            first = await backend.next()
+        except BackendRejected as error:
+            if decoding.constraint is None:
+                raise
+            # Some backends or schemas cannot take a constraint: never fail the request for it.
+            log.warning("constraint_rejected", model=job.model, backend=route.backend.name, error=error.message)
+            decoding = plan_decoding(conversation, tool_format, route.backend.constraints, "off")
+            request = replace(request, prompt=prompt.prompt + decoding.prefill, constraint=None)
+            await backend.close()
+            backend = _TimedStream(route.backend.generate(request), trace)
+            first = await backend.next()
+        yield Started()
+        parser = tool_format.new_parser(prompt.prompt, parse_calls=conversation.offers_tools, tools=conversation.tools)
+        checker = CallChecker(conversation.tools, constrained=decoding.constraint is not None, one_call=decoding.one_call)
+        # The prefill is text the model "wrote": it opens the call the model goes on with.
+        for event in checker.check(parser.feed(decoding.prefill)):
+            yield event
+        raw: list[str] = []
+        piece: BackendEvent | None = first
+        while isinstance(piece, TextPiece):
+            trace.mark_first_token()
+            if trace.debug:
+                raw.append(piece.text)
             for event in checker.check(parser.feed(piece.text)):
                 yield event
-        else:
-            finish = piece
-    assert finish is not None, "backends end every generation with a Finish"
-    for event in checker.check(parser.close()):
-        yield event
-    reason: str = finish.reason
+            piece = await backend.next()
+        assert isinstance(piece, Finish), "backends end every generation with a Finish"
+        for event in checker.check(parser.close()):
+            yield event
+    finally:
+        await backend.close()
+    trace.usage, trace.tool_calls, trace.malformed_calls = piece.usage, checker.calls, parser.failed_calls
+    if trace.debug:
+        log.info("model_output", request_id=trace.request_id, output=decoding.prefill + "".join(raw))
+    reason: str = piece.reason
     if reason == "stop" and checker.calls:
         reason = "tool_calls"
-    yield Completed(reason, finish.usage)
+    yield Completed(reason, piece.usage)
 
 
-async def _chain(first: BackendEvent, rest: AsyncIterator[BackendEvent]) -> AsyncIterator[BackendEvent]:
-    yield first
-    async for item in rest:
-        yield item
+class _TimedStream:
+    """The backend's stream, timing every wait on it: the rest of a request is our overhead."""
+
+    def __init__(self, pieces: AsyncIterator[BackendEvent], trace: RequestTrace) -> None:
+        self._pieces = pieces
+        self._trace = trace
+
+    async def next(self) -> BackendEvent:
+        started = time.perf_counter()
+        try:
+            return await anext(self._pieces)
+        finally:
+            self._trace.backend_wait += time.perf_counter() - started
+
+    async def close(self) -> None:
+        # Closing the generator closes its HTTP request, so the backend stops generating.
+        await self._pieces.aclose()  # type: ignore[attr-defined]

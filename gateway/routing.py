@@ -16,6 +16,7 @@ from adapters.formats.detect import detect_format
 from .chat_template import ChatTemplate, TemplateError, load_template_file
 from .config import is_glob
 from .decoding import ConstrainMode
+from .limits import BackendLimiter
 from .errors import ApiError, model_not_found
 
 log = structlog.get_logger("toolwire.routing")
@@ -101,8 +102,14 @@ class Route:
 class RoutingTable:
     """Exact names and aliases first, then glob patterns in the order the config lists them."""
 
-    def __init__(self, routes: list[Route], aliases: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        routes: list[Route],
+        aliases: dict[str, str] | None = None,
+        limiters: dict[str, BackendLimiter] | None = None,
+    ) -> None:
         self._routes = {route.name: route for route in routes}
+        self._limiters = limiters or {}
         self._exact = {route.name: route for route in routes if not is_glob(route.name)}
         for alias, target in (aliases or {}).items():
             self._exact[alias] = self._routes[target]
@@ -120,6 +127,14 @@ class RoutingTable:
     def public_names(self) -> list[str]:
         """What GET /v1/models lists: names, aliases and patterns, each once."""
         return [*self._exact, *(route.name for route in self._patterns)]
+
+    def limiter(self, backend: str) -> BackendLimiter:
+        limiter = self._limiters.get(backend)
+        if limiter is None:  # a table built without limits (tests, tools): no limit
+            limiter = self._limiters[backend] = BackendLimiter(
+                backend, max_concurrency=1 << 30, queue_size=0, queue_timeout=1
+            )
+        return limiter
 
     def route_for_name(self, name: str) -> Route:
         return self._exact.get(name) or self._routes[name]

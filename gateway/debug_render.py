@@ -1,0 +1,38 @@
+"""`POST /v1/debug/render` (off unless `debug.render_endpoint`): what a chat request would send
+upstream — prompt, stop strings, constraint — without calling the backend."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from aiohttp import web
+
+from .app_keys import API_KEY, ROUTING_TABLE
+from .auth import check_model_allowed
+from .chat_api import parse_chat_request
+from .decoding import plan_decoding
+from .middleware import json_response
+from .prompt import build_prompt
+
+
+async def render_prompt(request: web.Request) -> web.Response:
+    job = parse_chat_request(await request.read())
+    check_model_allowed(request.get(API_KEY), job.model)
+    route = request.app[ROUTING_TABLE].resolve(job.model)
+    upstream_model = route.upstream_for(job.model)
+    template, tool_format = await route.template(upstream_model)
+    prompt = build_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)
+    decoding = plan_decoding(job.conversation, tool_format, route.backend.constraints, route.constrain, job.response_schema)
+    return json_response(
+        {
+            "model": job.model,
+            "backend": route.backend.name,
+            "upstream_model": upstream_model,
+            "tool_format": tool_format.name,
+            "prompt": prompt.prompt + decoding.prefill,
+            "prefill": decoding.prefill,
+            "stop": list(prompt.stop),
+            "preserved_tokens": list(prompt.preserved_tokens),
+            "constraint": asdict(decoding.constraint) if decoding.constraint else None,
+        }
+    )

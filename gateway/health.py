@@ -1,0 +1,56 @@
+"""Liveness and readiness, for orchestrators; neither needs a key.
+
+Ready means: the configuration is loaded, the gateway is not shutting down, and the backend of
+every routed model answers its health check. Backend probes are cached briefly so a busy probe
+endpoint does not hammer the backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+
+from adapters.backends import Backend
+
+from .app_keys import LIFECYCLE, ROUTING_TABLE
+from .middleware import json_response
+
+_PROBE_TTL = 2.0  # seconds a backend's health answer is reused
+
+
+class BackendProbe:
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[float, bool]] = {}
+
+    async def healthy(self, backends: list[Backend]) -> dict[str, bool]:
+        now = time.monotonic()
+        stale = [b for b in backends if now - self._seen.get(b.name, (-_PROBE_TTL, False))[0] >= _PROBE_TTL]
+        results = await asyncio.gather(*(backend.health() for backend in stale))
+        for backend, ok in zip(stale, results, strict=True):
+            self._seen[backend.name] = (now, ok)
+        return {backend.name: self._seen[backend.name][1] for backend in backends}
+
+
+PROBE = web.AppKey("backend_probe", BackendProbe)
+
+
+async def live(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    if request.app[LIFECYCLE].draining:
+        return json_response({"status": "shutting_down"}, status=503)
+    table = request.app[ROUTING_TABLE]
+    backends = await request.app[PROBE].healthy(table.backends)
+    problems = [
+        f"model '{route.name}': backend '{route.backend.name}' is not reachable"
+        for route in table
+        if not backends[route.backend.name]
+    ]
+    body = {"status": "not_ready" if problems else "ready", "backends": backends}
+    if problems:
+        body["problems"] = problems
+    return json_response(body, status=503 if problems else 200)
