@@ -5,20 +5,25 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aiohttp import web
+import asyncio
+from pathlib import Path
 
-from .app import check_config, create_app
+from .app import check_config
+from .check import run_check
 from .config import ConfigError, default_config_path, load_config
 from .logging_setup import configure_logging
+from .server import serve
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toolwire", description="OpenAI tool calling for raw completion backends.")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", help="routing table YAML (default: $TOOLWIRE_CONFIG or config/toolwire.yaml)")
-    serve.add_argument("--host", help="override listen.host")
-    serve.add_argument("--port", type=int, help="override listen.port")
+    serve_command = commands.add_parser("serve", help="run the gateway")
+    serve_command.add_argument("--config", help="routing table YAML (default: $TOOLWIRE_CONFIG or config/toolwire.yaml)")
+    serve_command.add_argument("--host", help="override listen.host")
+    serve_command.add_argument("--port", type=int, help="override listen.port")
+    check = commands.add_parser("check", help="validate the config and probe every backend and model")
+    check.add_argument("--config", help="routing table YAML (default: $TOOLWIRE_CONFIG or config/toolwire.yaml)")
     return parser
 
 
@@ -31,11 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"toolwire: bad configuration:\n{error}", file=sys.stderr)
         return 2
+    if args.command == "check":
+        return asyncio.run(run_check(config, str(path)))
     configure_logging(config.log_level)
     host = args.host or config.listen.host
     port = args.port or config.listen.port
     print(f"toolwire: serving {len(config.models)} model(s) on http://{host}:{port}/v1", file=sys.stderr)
-    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
+    asyncio.run(serve(config, Path(path), host, port))
     return 0
 
 

@@ -122,6 +122,10 @@ class Backend(Protocol):
         """True when the backend answers and is ready to generate."""
         ...
 
+    async def list_models(self) -> list[str] | None:
+        """The model names it serves, or None when it cannot tell (any name works)."""
+        ...
+
     async def close(self) -> None: ...
 
 

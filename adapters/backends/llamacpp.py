@@ -123,5 +123,9 @@ class LlamaCppBackend:
         except Exception:
             return False
 
+    async def list_models(self) -> list[str] | None:
+        """None: a single-model llama-server answers to any model name."""
+        return None
+
     async def close(self) -> None:
         await self._http.close()

@@ -138,6 +138,11 @@ class OllamaBackend:
         except Exception:
             return False
 
+    async def list_models(self) -> list[str] | None:
+        """The pulled models (GET /api/tags)."""
+        tags = await self._http.get_json("/api/tags")
+        return [str(item.get("name")) for item in tags.get("models", [])] if isinstance(tags, dict) else None
+
     async def close(self) -> None:
         await self._http.close()
 

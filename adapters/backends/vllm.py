@@ -155,6 +155,11 @@ class OpenAICompletionsBackend:
         except Exception:
             return False
 
+    async def list_models(self) -> list[str] | None:
+        """The model names the server serves (GET /v1/models)."""
+        listing = await self._http.get_json("/v1/models")
+        return [str(item.get("id")) for item in listing.get("data", [])] if isinstance(listing, dict) else None
+
     async def close(self) -> None:
         await self._http.close()
 
