@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
-
 import asyncio
+import sys
 from pathlib import Path
 
 from .app import check_config

@@ -15,10 +15,10 @@ from adapters.backends import BackendEvent, Finish, GenerationRequest, TextPiece
 from adapters.backends.errors import BackendRejected
 from adapters.formats.events import ParseEvent
 
-from .chat_api import ChatJob
 from .call_checks import CallChecker
-from .observe import RequestTrace
+from .chat_api import ChatJob
 from .decoding import plan_decoding
+from .observe import RequestTrace
 from .prompt import build_prompt
 from .routing import Route
 

@@ -16,8 +16,8 @@ from adapters.formats.detect import detect_format
 from .chat_template import ChatTemplate, TemplateError, load_template_file
 from .config import is_glob
 from .decoding import ConstrainMode
-from .limits import BackendLimiter
 from .errors import ApiError, model_not_found
+from .limits import BackendLimiter
 
 log = structlog.get_logger("toolwire.routing")
 
