@@ -1,7 +1,5 @@
-"""Incremental scanner for tool calls written as JSON: `{"name": ..., "arguments": {...}}`,
-or a list of such objects.
-
-The scanner validates the JSON as it arrives, one chunk at a time, and never looks at a
+"""Incremental scanner for tool calls written as JSON: `{"name": ..., "arguments": {...}}` or a
+list of such objects. The scanner validates the JSON as it arrives, one chunk at a time, and never looks at a
 character twice: string contents are skipped with one regex search, structure is walked with a
 small state machine. It announces a call as soon as its name is known and passes the arguments
 through as they are written, so a long argument streams instead of arriving whole at the end.
@@ -10,13 +8,13 @@ through as they are written, so a long argument streams instead of arriving whol
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
 import orjson
 
 from .events import ParseEvent, ToolCallArgs, ToolCallEnd, ToolCallStart
+from .scanning import CallIndexer, ScanResult, ScanStatus
 
 # Inside a string only a quote, a backslash or a raw control character needs attention.
 _STRING_STOP = re.compile(r'["\\\x00-\x1f]')
@@ -47,19 +45,6 @@ class _Expect(IntEnum):
     DONE = 10
 
 
-class ScanStatus(IntEnum):
-    MORE = 0  # the body is not complete yet: feed more text
-    DONE = 1  # the body is complete; text after `end` is not part of it
-    FAILED = 2  # the text is not a well-formed call; the failure is at `end`
-
-
-@dataclass(frozen=True, slots=True)
-class ScanResult:
-    status: ScanStatus
-    end: int
-    reason: str = ""
-
-
 @dataclass(slots=True)
 class _Call:
     name_keys: tuple[str, ...]
@@ -71,20 +56,6 @@ class _Call:
     arguments: list[str] = field(default_factory=list)
     # Argument text written before the name was known; sent when the call is announced.
     unsent: list[str] = field(default_factory=list)
-
-
-class CallIndexer:
-    """Gives calls their reply-wide index and id, in the order they are announced."""
-
-    def __init__(self, new_call_id: Callable[[], str]) -> None:
-        self._new_call_id = new_call_id
-        self.count = 0
-        self.completed = 0
-
-    def next(self) -> tuple[int, str]:
-        index = self.count
-        self.count += 1
-        return index, self._new_call_id()
 
 
 class JsonCallScanner:
