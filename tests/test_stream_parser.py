@@ -124,6 +124,11 @@ HERMES = [
         Outcome('<tool_call>{"name": "x", "arguments": {"a": 1,}}</tool_call>', failed=1),
     ),
     (
+        "a call that breaks after its name keeps the text around it in order",
+        'Checking.\n<tool_call>{"name": "x", "arguments": {"a": 1,}}</tool_call>\nDone.',
+        Outcome('Checking.\n<tool_call>{"name": "x", "arguments": {"a": 1,}}</tool_call>\nDone.', failed=1),
+    ),
+    (
         "truncated call",
         '<tool_call>{"name": "x", "arguments": {"a": "unfinish',
         Outcome('<tool_call>{"name": "x", "arguments": {"a": "unfinish', failed=1),

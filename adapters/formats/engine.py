@@ -200,7 +200,11 @@ class StreamParser:
         self._mode = _Mode.TEXT
         self.failed_calls += 1
         if announced is not None:
-            self._events.append(ToolCallFailed(announced, raw, reason))
+            # The raw text takes the call's place in the content, after the space before it.
+            lead = self._pending_space if self._content_started else ""
+            self._pending_space = ""
+            self._content_started = True
+            self._events.append(ToolCallFailed(announced, lead + raw, reason))
         else:
             self._emit_text(raw)
 
