@@ -9,6 +9,7 @@ from typing import Any, Literal
 from adapters.backends import Constraint
 from adapters.formats import ToolFormat
 from adapters.formats.conversation import Conversation, NamedToolChoice
+from adapters.formats.grammar import call_grammar, lazy_trigger
 
 ConstrainMode = Literal["auto", "off", "always"]
 
@@ -30,6 +31,14 @@ def plan_decoding(
 ) -> DecodingPlan:
     one_call = not conversation.parallel_tool_calls
     choice = conversation.tool_choice
+    if conversation.offers_tools and choice == "auto" and mode == "always" and "lazy_grammar" in supported:
+        # Free text until the format's marker, then only valid calls to the listed tools.
+        try:
+            grammar = call_grammar(tool_format, conversation.tools, lazy=True, parallel=not one_call)
+        except ValueError:  # a format whose calls are not JSON objects: no grammar for it
+            return DecodingPlan(one_call=one_call)
+        constraint = Constraint(grammar=grammar, lazy_triggers=(lazy_trigger(tool_format),))
+        return DecodingPlan(constraint=constraint, one_call=one_call)
     if not conversation.offers_tools or choice == "auto":
         if response_schema is not None and mode != "off" and "json_schema" in supported:
             return DecodingPlan(constraint=Constraint(json_schema=response_schema), one_call=one_call)

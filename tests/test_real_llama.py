@@ -149,3 +149,19 @@ async def test_through_the_openai_completions_adapter(llama_server: RunningServe
             chunks = [chunk async for chunk in stream]
             finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
             assert finishes == [whole.choices[0].finish_reason]
+
+
+async def test_lazy_grammar_on_the_real_server(llama_server: RunningServer) -> None:
+    """`constrain: always`: free text until [TOOL_REQUEST], then only a valid call (llama-server's lazy grammar)."""
+    backends = [{"name": "llama", "type": "llamacpp", "url": llama_server.url, "timeouts": {"read": 60}}]
+    models = [{"name": "gemma", "backend": "llama", "tool_format": "default", "chat_template": "backend",
+               "constrain": "always", "defaults": {"temperature": 0, "seed": 1, "max_tokens": 48}}]
+    async with running_gateway(make_config(backends, models)) as url:
+        async with AsyncOpenAI(base_url=url, api_key="x", max_retries=0, timeout=120) as client:
+            whole = await client.chat.completions.create(model="gemma", messages=FEW_SHOT, tools=[WEATHER])
+    choice = whole.choices[0]
+    check_message(choice.message, choice.finish_reason)
+    assert choice.message.tool_calls, "the few-shot history leads the model into a call"
+    for call in choice.message.tool_calls:  # the grammar allows only valid calls to listed tools
+        assert call.function.name == "get_weather"
+        assert set(json.loads(call.function.arguments)) <= {"city"}

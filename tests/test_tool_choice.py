@@ -182,3 +182,20 @@ async def test_vllm_gets_structured_outputs_and_ollama_gets_format() -> None:
                 body = ollama.requests[-1]
                 assert [v["properties"]["name"]["const"] for v in body["format"]["anyOf"]] == ["get_weather", "add"]
                 assert body["prompt"].endswith("[TOOL_REQUEST]")
+
+
+async def test_constrain_always_sends_a_lazy_grammar_for_auto(fake_llama: FakeLlamaServer) -> None:
+    backends = [{"name": "fake", "type": "llamacpp", "url": fake_llama.url}]
+    models = [{"name": "gemma", "backend": "fake", "tool_format": "default", "chat_template": str(GEMMA3),
+               "bos_token": "<bos>", "eos_token": "<eos>", "constrain": "always"}]
+    async with running_gateway(make_config(backends, models)) as url:
+        async with AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as client:
+            fake_llama.script(Scripted(split_text('Sure. [TOOL_REQUEST]{"name": "add", "arguments": {"a": 1, "b": 2}}[END_TOOL_REQUEST]')))
+            reply = await client.chat.completions.create(model="gemma", messages=ASK, tools=TOOLS)
+    assert call_names(reply) == [("add", {"a": 1, "b": 2})] and reply.choices[0].message.content == "Sure."
+    body = fake_llama.requests[-1]
+    assert body["grammar_lazy"] is True
+    assert body["grammar_triggers"] == [{"type": 1, "value": "[TOOL_REQUEST]"}]
+    assert "[TOOL_REQUEST]" in body["preserved_tokens"]
+    assert body["grammar"].startswith("root ::=") and '"\\"add\\""' in body["grammar"]
+    assert "json_schema" not in body
