@@ -18,7 +18,6 @@ Choices, for the model's sake:
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from enum import IntEnum
@@ -28,11 +27,11 @@ import orjson
 from .conversation import ToolSpec
 from .events import ParseEvent, ToolCallArgs, ToolCallEnd, ToolCallStart
 from .json_calls import CallIndexer, ScanResult, ScanStatus
+from .python_literals import Malformed, json_chars, number_json, word_json
 
 _NAME_RUN = re.compile(r"[\w.\-]*")  # dots and hyphens: `brave_search.call`, tools named `get-time`
 _NUMBER_RUN = re.compile(r"(?:[eE][+-]?|[\w.])*")  # `1e-5`: an exponent's sign
 _STRING_STOP = {"'": re.compile(r"['\\]"), '"': re.compile(r'["\\]')}
-_CONSTANTS = {"True": "true", "False": "false", "None": "null", "true": "true", "false": "false", "null": "null"}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b", "f": "\f",
             "v": "\v", "\n": ""}  # fmt: skip
 _HEX_DIGITS = {"x": 2, "u": 4, "U": 8}
@@ -67,10 +66,6 @@ class _String:
     triple: bool = False
     run: int = 0  # closing quotes seen in a row, in a triple-quoted string
     escape: str | None = None  # an escape sequence being read, after its backslash
-
-
-class _Malformed(Exception):
-    pass
 
 
 class PythonicScanner:
@@ -132,7 +127,7 @@ class PythonicScanner:
                     self._at = i
                     self._on_char(text[i])
                     i += 1
-        except _Malformed as error:
+        except Malformed as error:
             return ScanResult(ScanStatus.FAILED, i, str(error))
         self._flush()
         return ScanResult(ScanStatus.DONE if self._done else ScanStatus.MORE, i)
@@ -153,15 +148,15 @@ class PythonicScanner:
 
     def _end_token(self, token: str) -> None:
         if self._token_kind == "number":
-            self._scalar(_number_json(token))
+            self._scalar(number_json(token))
         elif self._expect == _Expect.CALL:
             if not all(part.replace("-", "_").isidentifier() for part in token.split(".")):
-                raise _Malformed(f"{token!r} is not a function name")
+                raise Malformed(f"{token!r} is not a function name")
             self._call_name, self._expect = token, _Expect.PAREN
         elif self._expect == _Expect.ARG:
             self._word, self._expect = token, _Expect.EQUALS
         else:
-            self._scalar(_word_json(token))
+            self._scalar(word_json(token))
 
     def _scalar(self, json_text: str) -> None:
         # JSON keys are strings: `{1: "a"}` becomes `{"1": "a"}`, as json.dumps writes it.
@@ -181,23 +176,23 @@ class PythonicScanner:
             expect = _Expect.CALL
         if expect == _Expect.PAREN:
             if char != "(":
-                raise _Malformed("expected '(' after the function name")
+                raise Malformed("expected '(' after the function name")
             self._open_call()
         elif expect == _Expect.EQUALS:
             word = self._word
             if char == "=":
                 if not word.isidentifier():
-                    raise _Malformed(f"{word!r} is not an argument name")
+                    raise Malformed(f"{word!r} is not an argument name")
                 self._keywords = True
                 self._key(word)
                 self._expect = _Expect.VALUE
                 return
             self._positional_key()
-            self._scalar(_word_json(word))
+            self._scalar(word_json(word))
             self._on_char(char)
         elif expect == _Expect.COLON:
             if char != ":":
-                raise _Malformed("expected ':' in a dict")
+                raise Malformed("expected ':' in a dict")
             self._out.append(": ")
             self._expect = _Expect.VALUE
         elif expect == _Expect.AFTER:
@@ -214,14 +209,14 @@ class PythonicScanner:
             elif char == _CLOSERS.get(frame.kind):
                 self._close()
             else:
-                raise _Malformed(f"unexpected {char!r}")
+                raise Malformed(f"unexpected {char!r}")
         elif expect != _Expect.VALUE and char == _CLOSERS.get(self._frames[-1].kind):
             if self._frames[-1].kind == "C" and not self._frames[-1].items:
-                raise _Malformed("a list with no calls")
+                raise Malformed("a list with no calls")
             self._close()
         elif expect == _Expect.CALL:
             if not char.isidentifier():
-                raise _Malformed("expected a function name")
+                raise Malformed("expected a function name")
             if self._frames[-1].items:
                 self._restart_raw(self._at)
             self._frames[-1].items += 1
@@ -248,7 +243,7 @@ class PythonicScanner:
             self._out.append("{" if char == "{" else "[")
             self._expect = _Expect.KEY if char == "{" else _Expect.ITEM
         else:
-            raise _Malformed(f"unexpected {char!r}")
+            raise Malformed(f"unexpected {char!r}")
 
     def _start_token(self, kind: str, char: str) -> None:
         self._token_kind, self._token = kind, [char]
@@ -290,9 +285,9 @@ class PythonicScanner:
     def _positional_key(self) -> None:
         frame = self._frames[-1]
         if self._keywords:
-            raise _Malformed("a positional argument after a keyword argument")
+            raise Malformed("a positional argument after a keyword argument")
         if frame.items >= len(self._positional):
-            raise _Malformed(f"positional argument {frame.items + 1} matches no parameter of {self._call_name!r}")
+            raise Malformed(f"positional argument {frame.items + 1} matches no parameter of {self._call_name!r}")
         self._key(self._positional[frame.items])
 
     def _key(self, name: str) -> None:
@@ -369,7 +364,7 @@ class PythonicScanner:
             self._string_text(_ESCAPES.get(char, "\\" + char))
         else:
             if char not in "0123456789abcdefABCDEF":
-                raise _Malformed(f"invalid escape '\\{sequence}{char}'")
+                raise Malformed(f"invalid escape '\\{sequence}{char}'")
             string.escape = sequence = sequence + char
             if len(sequence) <= _HEX_DIGITS[sequence[0]]:
                 return
@@ -378,42 +373,18 @@ class PythonicScanner:
 
     def _string_code(self, code: int) -> None:
         if code > 0x10FFFF:
-            raise _Malformed("escape beyond Unicode")
+            raise Malformed("escape beyond Unicode")
         # A surrogate (half of a `\ud83d\ude00` pair) cannot stand alone in a str; JSON can pair it.
-        self._out.append(f"\\u{code:04x}" if 0xD800 <= code <= 0xDFFF else _json_chars(chr(code)))
+        self._out.append(f"\\u{code:04x}" if 0xD800 <= code <= 0xDFFF else json_chars(chr(code)))
 
     def _string_text(self, text: str) -> None:
         if text:
-            self._out.append(_json_chars(text))
+            self._out.append(json_chars(text))
 
     def _end_string(self) -> None:
         self._string = None
         self._out.append('"')
         self._value_done(self._frames[-1])
-
-
-def _number_json(token: str) -> str:
-    try:
-        return str(int(token, 0))
-    except ValueError:
-        pass
-    try:
-        value = float(token)
-    except ValueError:
-        raise _Malformed(f"{token!r} is not a number") from None
-    if not math.isfinite(value):
-        raise _Malformed(f"{token!r} is not a finite number")
-    return repr(value)
-
-
-def _word_json(word: str) -> str:
-    # A bare word that is no constant can only mean its own text: there are no variables, and
-    # Llama 3.2's template renders string arguments unquoted in history, so the model may too.
-    return _CONSTANTS.get(word) or orjson.dumps(word).decode()
-
-
-def _json_chars(text: str) -> str:
-    return orjson.dumps(text).decode()[1:-1]
 
 
 def python_literal_json(text: str) -> str | None:

@@ -28,6 +28,7 @@ from .conversation import ToolSpec
 from .events import ParseEvent, ToolCallArgs, ToolCallEnd, ToolCallStart
 from .json_calls import CallIndexer, ScanResult, ScanStatus
 from .markers import partial_marker_length
+from .python_literals import json_chars
 from .pythonic_calls import python_literal_json
 
 FUNCTION_OPEN = "<function="
@@ -187,7 +188,7 @@ class XmlCallScanner:
         if not piece:
             return
         if self._as_string:
-            self._emit(_json_chars(piece))
+            self._emit(json_chars(piece))
         else:
             self._typed.append(piece)
 
@@ -237,7 +238,7 @@ def _typed_json(raw: str, types: frozenset[str]) -> str:
     if "null" in types and lowered in ("null", "none"):
         return "null"
     literal = python_literal_json(text)
-    return literal if literal is not None else '"' + _json_chars(raw) + '"'
+    return literal if literal is not None else '"' + json_chars(raw) + '"'
 
 
 def _not_json(constant: str) -> None:
@@ -249,9 +250,3 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):  # `1e999` would be written as null
         raise ValueError(f"{text} is out of range")
     return value
-
-
-def _json_chars(text: str) -> str:
-    """`text` escaped for the inside of a JSON string. Escaping is per character, so pieces escaped
-    one by one join into the escape of the whole."""
-    return orjson.dumps(text).decode()[1:-1]
