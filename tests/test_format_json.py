@@ -45,6 +45,8 @@ CORPUS = {
         ('<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_time", "arguments": {}}]',
          Outcome("", [("get_weather", {"city": "Paris"}), ("get_time", {})])),
         ("Hello", Outcome("Hello")),
+        ('<|tool_call|>[{"name": "get_time", "arguments": {}}, {"name": "get_weather", "arguments": {"ci',
+         Outcome(', {"name": "get_weather", "arguments": {"ci', [("get_time", {})], failed=1)),
     ],
     "phi4_mini": [
         ('<|tool_call|>{"name": "get_time", "arguments": {}}<|/tool_call|>', Outcome("", [("get_time", {})])),

@@ -194,7 +194,9 @@ class StreamParser:
     def _abandon_body(self, reason: str) -> None:
         """The body is not a well-formed call: give its text back as content."""
         assert self._scanner is not None
-        raw = self._body_prefix + "".join(self._scanner.raw)
+        # After a completed call in the same block, the marker belongs to that call.
+        prefix = "" if getattr(self._scanner, "completed_any", False) else self._body_prefix
+        raw = prefix + "".join(self._scanner.raw)
         announced = self._scanner.current_call_index
         self._scanner = None
         self._mode = _Mode.TEXT

@@ -24,25 +24,13 @@ _WHITESPACE = " \t\r\n"
 _HEX = frozenset("0123456789abcdefABCDEF")
 _SIMPLE_ESCAPES = frozenset('"\\/bfnrt')
 # Raw control characters that models put inside strings, and the escapes that make them JSON.
-_CONTROL_ESCAPES = {chr(code): f"\\u{code:04x}" for code in range(0x20)} | {
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-}
+_CONTROL_ESCAPES = {chr(code): f"\\u{code:04x}" for code in range(0x20)} | {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 class _Expect(IntEnum):
-    VALUE = 0
-    VALUE_OR_CLOSE = 1
-    KEY_OR_CLOSE = 2
-    KEY = 3
-    COLON = 4
-    COMMA_OR_CLOSE = 5
-    STRING = 6
-    ESCAPE = 7
-    UNICODE = 8
-    SCALAR = 9
-    DONE = 10
+    """What the next character must be (or what is being read)."""
+
+    VALUE, VALUE_OR_CLOSE, KEY_OR_CLOSE, KEY, COLON, COMMA_OR_CLOSE, STRING, ESCAPE, UNICODE, SCALAR, DONE = range(11)
 
 
 @dataclass(slots=True)
@@ -91,7 +79,11 @@ class JsonCallScanner:
         self._key = ""
         self._call: _Call | None = None
         self._in_arguments = False
+        # The text of the body since its last completed call: what goes back to content if the
+        # rest fails (calls already delivered are not repeated as text).
         self.raw: list[str] = []
+        self.completed_any = False
+        self._raw_from = 0
 
     @property
     def current_call_index(self) -> int | None:
@@ -99,8 +91,9 @@ class JsonCallScanner:
         return self._call.index if self._call is not None else None
 
     def feed(self, text: str) -> ScanResult:
+        self._raw_from = 0
         result = self._scan(text)
-        self.raw.append(text[: result.end])
+        self.raw.append(text[self._raw_from : result.end])
         return result
 
     # -- the state machine -------------------------------------------------------------
@@ -348,6 +341,9 @@ class JsonCallScanner:
             problem = self._finish_call()
             if problem:
                 return self._fail(end - 1, problem)
+            self.raw.clear()
+            self._raw_from = end
+            self.completed_any = True
         self._expect = _Expect.DONE if depth == 0 else _Expect.COMMA_OR_CLOSE
         return args_from
 
