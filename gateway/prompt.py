@@ -45,6 +45,7 @@ def build_prompt(
     return PromptPlan(
         prompt=prompt,
         stop=tuple(dict.fromkeys(s for s in stop if s)),
-        preserved_tokens=tool_format.preserved_tokens if conversation.offers_tools else (),
+        # Always: reasoning and channel markers must reach the parser even without tools.
+        preserved_tokens=tool_format.preserved_tokens,
         bos_token=bos,
     )

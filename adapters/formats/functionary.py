@@ -1,0 +1,53 @@
+"""Functionary v3.2: the generation prompt ends with `>>>`, and every block of the answer starts
+with its recipient: `all\\ntext` is content, `NAME\\n{...}` a call; blocks are joined by `>>>`.
+
+So the answer itself begins with a recipient name: with no marker before it, any name character
+at the start opens a block. Blocks are read even with no tools on offer (the model still writes
+`all\\n`), and then a call stays text.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import replace
+
+import orjson
+
+from .base import ToolFormat, arguments_object
+from .conversation import ToolCall, ToolSpec
+from .engine import StreamParser
+from .name_args import NameArgsSyntax
+from .syntax import CallSyntax
+
+_BLOCK = NameArgsSyntax(bare_args=True, content_names=("all",))
+_SYNTAX = CallSyntax(open_markers=(">>>",), start_bodies=tuple(string.ascii_letters + "_"), scanner=_BLOCK.scanner)
+_TEXT_ONLY = replace(_SYNTAX, scanner=replace(_BLOCK, calls=False).scanner)
+
+
+class FunctionaryV32Format(ToolFormat):
+    name = "functionary_v3_2"
+    syntax = _SYNTAX
+    call_opening = ""  # the prompt's `>>>` opened the first block already
+
+    def prefill(self, tool_name: str | None) -> str:
+        return f"{tool_name}\n" if tool_name else ""
+
+    def new_parser(
+        self, prompt: str = "", *, parse_calls: bool = True, tools: tuple[ToolSpec, ...] = ()
+    ) -> StreamParser:
+        return StreamParser(self.syntax if parse_calls else _TEXT_ONLY, self.new_call_id, tools=tools)
+
+    def write_call(self, call: ToolCall) -> str:
+        return f">>>{call.name}\n{orjson.dumps(arguments_object(call.arguments)).decode()}"
+
+    def write_result(self, name: str, content: str) -> str:
+        return content
+
+    def describe_tools(self, tools: tuple[ToolSpec, ...]) -> str:
+        lines = [f"// {tool.description}\ntype {tool.name} = (_: {orjson.dumps(tool.parameters).decode()}) => any;"
+                 for tool in tools]
+        return (
+            "Use JSON for function arguments.\nRespond in this format:\n>>>${recipient}\n${content}\n"
+            "Available functions:\n// Supported function definitions that should be called when necessary.\n"
+            "namespace functions {\n\n" + "\n\n".join(lines) + "\n\n} // namespace functions"
+        )
