@@ -19,6 +19,29 @@ from .errors import ApiError
 log = structlog.get_logger("toolwire.calls")
 
 
+class SchemaValidators:
+    """Compiled validators by schema text, kept across requests: checking a schema against the
+    metaschema costs far more than validating a call, and clients send the same tools again."""
+
+    _LIMIT = 512
+
+    def __init__(self) -> None:
+        self._validators: dict[bytes, Draft202012Validator | None] = {}
+
+    def get(self, tool: ToolSpec) -> Draft202012Validator | None:
+        key = orjson.dumps(tool.parameters, option=orjson.OPT_SORT_KEYS)
+        if key not in self._validators:
+            if len(self._validators) >= self._LIMIT:
+                self._validators.clear()
+            try:
+                Draft202012Validator.check_schema(tool.parameters)
+                self._validators[key] = Draft202012Validator(tool.parameters)
+            except SchemaError as error:
+                log.warning("tool_schema_invalid", name=tool.name, error=error.message)
+                self._validators[key] = None
+        return self._validators[key]
+
+
 class CallChecker:
     """Passes parser events through, validating each completed call.
 
@@ -27,12 +50,14 @@ class CallChecker:
     already enforced as far as the backend could).
     """
 
-    def __init__(self, tools: tuple[ToolSpec, ...], *, constrained: bool, one_call: bool) -> None:
+    def __init__(
+        self, tools: tuple[ToolSpec, ...], validators: SchemaValidators, *, constrained: bool, one_call: bool
+    ) -> None:
         self._tools = {tool.name: tool for tool in tools}
+        self._validators = validators
         self._constrained = constrained
         self._one_call = one_call
         self._names: dict[int, str] = {}
-        self._validators: dict[str, Draft202012Validator | None] = {}
         self.calls = 0
 
     def check(self, events: Iterable[ParseEvent]) -> list[ParseEvent]:
@@ -54,7 +79,7 @@ class CallChecker:
         if tool is None:
             log.info("call_to_unknown_tool", name=name)  # returned as is: the client decides
             return
-        validator = self._validator(tool)
+        validator = self._validators.get(tool)
         if validator is None:
             return
         problems = [_describe(error) for error in validator.iter_errors(orjson.loads(arguments))]
@@ -68,16 +93,6 @@ class CallChecker:
                 type="server_error",
                 code="tool_arguments_invalid",
             )
-
-    def _validator(self, tool: ToolSpec) -> Draft202012Validator | None:
-        if tool.name not in self._validators:
-            try:
-                Draft202012Validator.check_schema(tool.parameters)
-                self._validators[tool.name] = Draft202012Validator(tool.parameters)
-            except SchemaError as error:
-                log.warning("tool_schema_invalid", name=tool.name, error=error.message)
-                self._validators[tool.name] = None
-        return self._validators[tool.name]
 
 
 def _describe(error: Any) -> str:

@@ -79,7 +79,9 @@ async def run_chat(job: ChatJob, route: Route, trace: RequestTrace | None = None
             first = await backend.next()
         yield Started()
         parser = tool_format.new_parser(prompt.prompt, parse_calls=conversation.offers_tools, tools=conversation.tools)
-        checker = CallChecker(conversation.tools, constrained=decoding.constraint is not None, one_call=decoding.one_call)
+        checker = CallChecker(
+            conversation.tools, route.validators, constrained=decoding.constraint is not None, one_call=decoding.one_call
+        )
         # The prefill is text the model "wrote": it opens the call the model goes on with.
         for event in checker.check(parser.feed(decoding.prefill)):
             yield event

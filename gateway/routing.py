@@ -13,6 +13,7 @@ from adapters.backends import Backend, SamplingParams
 from adapters.formats import ToolFormat, get_format
 from adapters.formats.detect import detect_format
 
+from .call_checks import SchemaValidators
 from .chat_template import ChatTemplate, TemplateError, load_template_file
 from .config import is_glob
 from .decoding import ConstrainMode
@@ -41,6 +42,7 @@ class Route:
     context_size: int | None = None
     keep_alive: str | None = None
     constrain: ConstrainMode = "auto"
+    validators: SchemaValidators = field(default_factory=SchemaValidators)
     # Loaded templates (and the format each teaches) by upstream model: a glob route may serve
     # models with different templates.
     _templates: dict[str, tuple[ChatTemplate, ToolFormat]] = field(default_factory=dict)
