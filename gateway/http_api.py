@@ -21,11 +21,13 @@ from .pipeline import Completed, Started, run_chat
 __all__ = [
     "ROUTING_TABLE",
     "SSE_HEADERS",
+    "STREAM_FAULTS",
     "STARTED_AT",
     "chat_completions",
     "error_response",
     "json_response",
     "list_models",
+    "stream_fault",
     "timed_out",
 ]
 
@@ -84,6 +86,21 @@ def timed_out(request: web.Request) -> ApiError:
     )
 
 
+# What can end a stream after its headers are out; each becomes one SSE error event.
+STREAM_FAULTS = (TimeoutError, StopAsyncIteration, ApiError, BackendError)
+
+
+def stream_fault(request: web.Request, failure: BaseException) -> ApiError:
+    if isinstance(failure, TimeoutError):
+        return timed_out(request)
+    if isinstance(failure, ApiError):
+        return failure
+    if isinstance(failure, BackendError):
+        request[TRACE].error_kind = failure.kind
+        return from_backend_error(failure)
+    return ApiError(502, "The generation ended without a result.", type="server_error")
+
+
 async def _stream(request, model, include_usage, completion_id, events, deadline) -> web.StreamResponse:  # type: ignore[no-untyped-def]
     # Wait for the backend to accept before sending headers: an early fault stays an HTTP error.
     try:
@@ -106,15 +123,8 @@ async def _stream(request, model, include_usage, completion_id, events, deadline
                     await response.write(data)
                 event = await anext(events)
             await response.write(encoder.closing(event))
-    except TimeoutError:
-        error = timed_out(request)
-    except StopAsyncIteration:
-        error = ApiError(502, "The generation ended without a result.", type="server_error")
-    except ApiError as failure:
-        error = failure
-    except BackendError as failure:
-        request[TRACE].error_kind = failure.kind
-        error = from_backend_error(failure)
+    except STREAM_FAULTS as failure:
+        error = stream_fault(request, failure)
     finally:
         streams.dec()
     if error is not None:

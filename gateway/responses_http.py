@@ -13,13 +13,11 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from adapters.backends.errors import BackendError
-
 from .app_keys import API_KEY, CONFIG, METRICS, ROUTING_TABLE, TRACE
 from .auth import check_model_allowed
 from .config import ResponsesConfig
-from .errors import ApiError, bad_request, from_backend_error
-from .http_api import SSE_HEADERS, json_response, timed_out
+from .errors import ApiError, bad_request
+from .http_api import SSE_HEADERS, STREAM_FAULTS, json_response, stream_fault, timed_out
 from .pipeline import Completed, PipelineEvent, Started, run_chat
 from .response_store import JsonObject, ResponseStore, open_store
 from .responses_api import build_job, echo_fields, input_items, parse_responses_request
@@ -155,15 +153,8 @@ async def _stream(
         await response.write(sse.encode([*closing, lifecycle(final["status"], final)]))
         await response.write_eof()
         return response
-    except TimeoutError:
-        error = timed_out(request)
-    except StopAsyncIteration:
-        error = ApiError(502, "The generation ended without a result.", type="server_error")
-    except ApiError as failure:
-        error = failure
-    except BackendError as failure:
-        request[TRACE].error_kind = failure.kind
-        error = from_backend_error(failure)
+    except STREAM_FAULTS as failure:
+        error = stream_fault(request, failure)
     finally:
         streams.dec()
     log.warning("stream_failed", status=error.status, code=error.code, message=error.message)
