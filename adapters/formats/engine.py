@@ -195,7 +195,7 @@ class StreamParser:
         """The body is not a well-formed call: give its text back as content."""
         assert self._scanner is not None
         # After a completed call in the same block, the marker belongs to that call.
-        prefix = "" if getattr(self._scanner, "completed_any", False) else self._body_prefix
+        prefix = "" if self._scanner.completed_any else self._body_prefix
         raw = prefix + "".join(self._scanner.raw)
         announced = self._scanner.current_call_index
         self._scanner = None

@@ -96,6 +96,7 @@ class NameArgsScanner:
         self._fence_seen = 0  # characters of the fence's closing matched so far
         self._inner: JsonCallScanner | None = None
         self.raw: list[str] = []
+        self.completed_any = False  # one call per body: its raw text is always its own
 
     @property
     def current_call_index(self) -> int | None:

@@ -92,6 +92,7 @@ class PythonicScanner:
         self._at = 0  # where in the chunk the character being handled is
         self._raw_from = 0
         self.raw: list[str] = []
+        self.completed_any = False
 
     @property
     def current_call_index(self) -> int | None:
@@ -112,6 +113,7 @@ class PythonicScanner:
         # calls before it, which were already delivered.
         self.raw.clear()
         self._raw_from = position
+        self.completed_any = True
 
     def _scan(self, text: str) -> ScanResult:
         i, n = 0, len(text)

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 class BodyScanner(Protocol):
     """Reads one call block's body incrementally and appends call events as it goes."""
 
+    # The block's text since its last completed call, given back as content if the rest fails.
     raw: list[str]
+    # True once a call in this block completed: the block's open marker then belongs to it.
+    completed_any: bool
 
     @property
     def current_call_index(self) -> int | None: ...
@@ -34,8 +37,6 @@ class CallSyntax:
     open_markers: tuple[str, ...]
     # Text that closes the block, if the format has one.
     close_marker: str | None = None
-    # Kept for format descriptions that say so; the JSON scanner accepts an object or a list anyway.
-    call_list: bool = False
     # Keys of a call object that hold the function name and its arguments.
     name_keys: tuple[str, ...] = ("name",)
     argument_keys: tuple[str, ...] = ("arguments", "parameters")

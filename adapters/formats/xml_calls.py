@@ -79,6 +79,7 @@ class XmlCallScanner:
         self._typed_types: frozenset[str] = frozenset()
         self._typed_prefix = ""
         self.raw: list[str] = []
+        self.completed_any = False  # one call per block: the raw text is always its own
 
     @property
     def current_call_index(self) -> int | None:
