@@ -89,7 +89,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import struct
 import time
 from collections import deque
@@ -99,6 +98,8 @@ from typing import Any, Literal
 
 import orjson
 from aiohttp import web
+
+from tests.fakes.server import LoopbackServer
 
 StopType = Literal["eos", "limit", "none"]
 
@@ -835,7 +836,7 @@ class _ScriptedError(Exception):
         self.error = error
 
 
-class FakeLlamaServer:
+class FakeLlamaServer(LoopbackServer):
     """A scripted llama-server on 127.0.0.1.
 
     Use ``async with FakeLlamaServer() as fake: url = fake.url`` (or ``await start()`` / ``await stop()``),
@@ -878,15 +879,12 @@ class FakeLlamaServer:
         self.loading = False
 
         self.requests: list[dict[str, Any]] = []
-        self.cancelled = 0
+        super().__init__()
         self.completed = 0
         self.vocab = _Vocab(bos_token, eos_token, self.special_tokens)
 
         self._queue: deque[Scripted] = deque()
         self._cache: list[int] = []
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     # ---- scripting ------------------------------------------------------------------------------
 
@@ -915,18 +913,10 @@ class FakeLlamaServer:
         """Scripted replies not used yet."""
         return len(self._queue)
 
-    async def wait_cancelled(self, count: int = 1, timeout: float = 5.0) -> None:
-        """Wait until at least ``count`` clients have gone away before their generation ended."""
-
-        async def _wait() -> None:
-            while self.cancelled < count:
-                await asyncio.sleep(_POLL_SECONDS)
-
-        await asyncio.wait_for(_wait(), timeout)
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self) -> str:
+    def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/health", self._health)
         app.router.add_get("/v1/health", self._health)
@@ -937,27 +927,7 @@ class FakeLlamaServer:
         app.router.add_post("/completions", self._completion)
         app.router.add_post("/tokenize", self._tokenize)
         app.router.add_post("/detokenize", self._detokenize)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(self._runner, sock).start()
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        return self.url
-
-    async def stop(self) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeLlamaServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        return app
 
     # ---- HTTP plumbing --------------------------------------------------------------------------
 

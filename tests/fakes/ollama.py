@@ -68,7 +68,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -78,6 +77,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.llamacpp import split_text
+from tests.fakes.server import LoopbackServer
 
 DoneReason = Literal["stop", "length"]
 
@@ -231,7 +231,7 @@ class _Generation:
         return [("thinking" if self.in_think else "response", text)] if text else []
 
 
-class FakeOllama:
+class FakeOllama(LoopbackServer):
     """A scripted Ollama on 127.0.0.1.
 
     ``async with FakeOllama(models=[FakeModel(...)]) as fake``, queue replies with ``script()``, then assert on
@@ -258,11 +258,8 @@ class FakeOllama:
         self.requests: list[dict[str, Any]] = []
         self.generations: list[dict[str, Any]] = []
         self.shows: list[dict[str, Any]] = []
-        self.cancelled = 0
+        super().__init__()
         self._queue: deque[Scripted] = deque()
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     # ---- scripting and lifecycle ----------------------------------------------------------------
 
@@ -281,41 +278,15 @@ class FakeOllama:
             return self._queue.popleft()
         return None if self.default_reply is None else self._as_scripted(self.default_reply)
 
-    async def wait_cancelled(self, count: int = 1, timeout: float = 5.0) -> None:
-        async def _wait() -> None:
-            while self.cancelled < count:
-                await asyncio.sleep(_POLL_SECONDS)
 
-        await asyncio.wait_for(_wait(), timeout)
-
-    async def start(self) -> str:
+    def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._not_found])
         app.router.add_get("/", self._root)
         app.router.add_get("/api/version", self._version)
         app.router.add_get("/api/tags", self._tags)
         app.router.add_post("/api/show", self._show)
         app.router.add_post("/api/generate", self._generate)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(self._runner, sock).start()
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        return self.url
-
-    async def stop(self) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeOllama:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        return app
 
     # ---- plumbing -------------------------------------------------------------------------------
 

@@ -71,7 +71,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import uuid
 from collections import deque
@@ -83,6 +82,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.llamacpp import _segments, _Vocab, split_text
+from tests.fakes.server import LoopbackServer
 
 ScriptEnd = Literal["eos", "abort", "none"]
 
@@ -237,7 +237,7 @@ class _Generation:
         return out
 
 
-class FakeVllmServer:
+class FakeVllmServer(LoopbackServer):
     """A scripted ``vllm serve`` on 127.0.0.1.
 
     Use ``async with FakeVllmServer() as fake: url = fake.url`` (or ``start()`` / ``stop()``), queue replies with
@@ -275,11 +275,8 @@ class FakeVllmServer:
         self.requests: list[dict[str, Any]] = []
         self.tokenize_requests: list[dict[str, Any]] = []
         self.prompt_ids: list[list[int]] = []
-        self.cancelled = 0
+        super().__init__()
         self._queue: deque[Scripted] = deque()
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     # ---- scripting ------------------------------------------------------------------------------
 
@@ -310,43 +307,17 @@ class FakeVllmServer:
             return chunk
         return "".join(seg for seg, special in _segments(chunk, self.vocab._sorted_special) if not special)
 
-    async def wait_cancelled(self, count: int = 1, timeout: float = 5.0) -> None:
-        async def _wait() -> None:
-            while self.cancelled < count:
-                await asyncio.sleep(_POLL_SECONDS)
-
-        await asyncio.wait_for(_wait(), timeout)
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self) -> str:
+    def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/health", self._health)
         app.router.add_get("/version", self._version)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/tokenize", self._tokenize)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(self._runner, sock).start()
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        return self.url
-
-    async def stop(self) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeVllmServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        return app
 
     # ---- HTTP plumbing --------------------------------------------------------------------------
 
