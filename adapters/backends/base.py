@@ -61,6 +61,13 @@ class GenerationRequest:
     keep_alive: str | None = None
     constraint: Constraint | None = None
 
+    def prompt_without_bos(self) -> str:
+        """The prompt for a server that adds BOS to a text prompt itself (the template's copy
+        would double it)."""
+        if self.bos_token and self.prompt.startswith(self.bos_token):
+            return self.prompt[len(self.bos_token) :]
+        return self.prompt
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
@@ -127,6 +134,20 @@ class Backend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def sampler_fields(sampling: SamplingParams) -> dict[str, Any]:
+    """The samplers llama.cpp and Ollama both name as OpenAI does (plus repeat_penalty)."""
+    return {
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k,
+        "min_p": sampling.min_p,
+        "seed": sampling.seed,
+        "presence_penalty": sampling.presence_penalty,
+        "frequency_penalty": sampling.frequency_penalty,
+        "repeat_penalty": sampling.repeat_penalty,
+    }
 
 
 def drop_none(values: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import BackendEvent, Finish, GenerationRequest, TemplateInfo, TextPiece, Usage, drop_none
+from .base import BackendEvent, Finish, GenerationRequest, TemplateInfo, TextPiece, Usage, drop_none, sampler_fields
 from .errors import BackendProtocolError, BackendRejected, TemplateUnavailable
 from .http import BackendHttp, HttpSettings, error_message, iter_lines, parse_json
 
@@ -31,25 +31,14 @@ class LlamaCppBackend:
 
     def completion_body(self, request: GenerationRequest) -> dict[str, Any]:
         sampling = request.sampling
-        prompt = request.prompt
-        if request.bos_token and prompt.startswith(request.bos_token):
-            # The server adds BOS to a text prompt itself; the template's copy would double it.
-            prompt = prompt[len(request.bos_token) :]
         body = {
             # A single-model server ignores it; llama-server's router mode picks the model by it.
             "model": request.upstream_model,
-            "prompt": prompt,
+            "prompt": request.prompt_without_bos(),
             "stream": True,
             "n_predict": sampling.max_tokens if sampling.max_tokens is not None else -1,
             "stop": list(request.stop),
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "top_k": sampling.top_k,
-            "min_p": sampling.min_p,
-            "seed": sampling.seed,
-            "presence_penalty": sampling.presence_penalty,
-            "frequency_penalty": sampling.frequency_penalty,
-            "repeat_penalty": sampling.repeat_penalty,
+            **sampler_fields(sampling),
             "cache_prompt": True,
         }
         preserved = list(request.preserved_tokens)

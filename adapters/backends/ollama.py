@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from .base import BackendEvent, Finish, GenerationRequest, TemplateInfo, TextPiece, Usage, drop_none
+from .base import BackendEvent, Finish, GenerationRequest, TemplateInfo, TextPiece, Usage, drop_none, sampler_fields
 from .errors import (
     BackendError,
     BackendProtocolError,
@@ -48,22 +48,13 @@ class OllamaBackend:
 
     def generate_body(self, request: GenerationRequest, num_ctx: int) -> dict[str, Any]:
         sampling = request.sampling
-        prompt = request.prompt
-        if request.bos_token and prompt.startswith(request.bos_token):
-            # Ollama tokenizes a raw prompt with special tokens on and adds BOS itself.
-            prompt = prompt[len(request.bos_token) :]
+        # Ollama tokenizes a raw prompt with special tokens on and adds BOS itself.
+        prompt = request.prompt_without_bos()
         options = {
             "num_ctx": num_ctx,
             "num_predict": sampling.max_tokens if sampling.max_tokens is not None else -1,
             "stop": list(request.stop),
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "top_k": sampling.top_k,
-            "min_p": sampling.min_p,
-            "seed": sampling.seed,
-            "presence_penalty": sampling.presence_penalty,
-            "frequency_penalty": sampling.frequency_penalty,
-            "repeat_penalty": sampling.repeat_penalty,
+            **sampler_fields(sampling),
         }
         body: dict[str, Any] = {
             "model": request.upstream_model,

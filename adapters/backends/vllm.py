@@ -45,9 +45,7 @@ class OpenAICompletionsBackend:
 
     def completion_body(self, request: GenerationRequest, max_tokens: int) -> dict[str, Any]:
         sampling = request.sampling
-        prompt = request.prompt
-        if not self.keeps_bos and request.bos_token and prompt.startswith(request.bos_token):
-            prompt = prompt[len(request.bos_token) :]
+        prompt = request.prompt if self.keeps_bos else request.prompt_without_bos()
         body = {
             "model": request.upstream_model,
             "prompt": prompt,
