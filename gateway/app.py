@@ -7,22 +7,30 @@ import time
 import structlog
 from aiohttp import web
 
-from adapters.backends import HttpSettings, SamplingParams, backend_types, create_backend
+from adapters.backends import HttpSettings, SamplingParams, create_backend
 from adapters.formats import format_names, get_format
 
-from .app_keys import CONFIG, KEY_RING, LIFECYCLE, METRICS, ROUTING_TABLE, STARTED_AT
-from .auth import KeyRing
-from .chat_template import TemplateError, load_template_file
-from .config import ConfigError, GatewayConfig
-from .debug_render import render_prompt
-from .health import PROBE, BackendProbe, live, ready
-from .http_api import chat_completions, list_models
-from .lifecycle_state import Lifecycle
-from .limits import BackendLimiter
-from .metrics import Metrics
-from .middleware import MIDDLEWARES
-from .responses_http import add_responses_routes
-from .routing import TEMPLATE_FROM_BACKEND, Route, RoutingTable
+from .api.chat_handler import chat_completions
+from .api.debug_render import render_prompt
+from .api.health import PROBE, BackendProbe, live, ready
+from .api.models_handler import list_models
+from .api.responses_handler import add_responses_routes
+from .core.chat_template import TemplateError, load_template_file
+from .core.limits import BackendLimiter
+from .core.routing import TEMPLATE_FROM_BACKEND, Route, RoutingTable
+from .ops.app_keys import (
+    CONFIG,
+    KEY_RING,
+    LIFECYCLE,
+    METRICS,
+    ROUTING_TABLE,
+    STARTED_AT,
+)
+from .ops.auth import KeyRing
+from .ops.config import ConfigError, GatewayConfig
+from .ops.lifecycle import Lifecycle
+from .ops.metrics import Metrics
+from .ops.middleware import MIDDLEWARES
 
 log = structlog.get_logger("toolwire.app")
 
@@ -30,13 +38,8 @@ AUTO_FORMAT = "auto"  # tool_format value: choose the format from the route's ch
 
 
 def check_config(config: GatewayConfig, source: str) -> None:
-    """What pydantic cannot see: backend types and tool formats must exist, template files compile."""
+    """What pydantic cannot see: tool formats must exist, template files compile."""
     problems = [
-        f"{source}: backends[{i}].type: backend type {b.type!r} is not supported yet (supported: {', '.join(backend_types())})"
-        for i, b in enumerate(config.backends)
-        if b.type not in backend_types()
-    ]
-    problems += [
         f"{source}: models[{i}].tool_format: unknown tool format {m.tool_format!r} (known: auto, {', '.join(format_names())})"
         for i, m in enumerate(config.models)
         if m.tool_format not in (*format_names(), AUTO_FORMAT)

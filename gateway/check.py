@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from adapters.backends.errors import BackendError
 
 from .app import build_routing_table
-from .config import GatewayConfig, is_glob
-from .errors import ApiError
-from .routing import Route
+from .core.faults import Fault
+from .core.routing import Route, is_glob
+from .ops.config import GatewayConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ async def _check_route(route: Route, reachable: bool) -> Row:
     try:
         template, tool_format = await route.template(upstream)
         template_text, format_text, ok = template.name or "loaded", tool_format.name, True
-    except (ApiError, BackendError) as error:
+    except (Fault, BackendError) as error:
         template_text, format_text, ok = f"missing: {error}", "?", False
     return Row(route.name, backend, "yes", found, template_text, format_text, ok=ok and found != "no")
 

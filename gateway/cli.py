@@ -9,8 +9,8 @@ from pathlib import Path
 
 from .app import check_config
 from .check import run_check
-from .config import ConfigError, default_config_path, load_config
-from .logging_setup import configure_logging
+from .ops.config import ConfigError, default_config_path, load_config
+from .ops.logging_setup import configure_logging
 from .server import serve
 
 

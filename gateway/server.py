@@ -17,9 +17,9 @@ import structlog
 from aiohttp import web
 
 from .app import check_config, create_app, start_routing_table
-from .app_keys import CONFIG, KEY_RING, LIFECYCLE, ROUTING_TABLE
-from .auth import KeyRing
-from .config import ConfigError, GatewayConfig, load_config
+from .ops.app_keys import CONFIG, KEY_RING, LIFECYCLE, ROUTING_TABLE
+from .ops.auth import KeyRing
+from .ops.config import ConfigError, GatewayConfig, load_config
 
 log = structlog.get_logger("toolwire.server")
 
@@ -66,7 +66,7 @@ async def reload_routes(app: web.Application, config_path: Path) -> None:
         config = load_config(config_path)
         check_config(config, str(config_path))
         table = await start_routing_table(config)
-    except (ConfigError, Exception) as error:  # noqa: BLE001 - any failure keeps the running table
+    except (ConfigError, Exception) as error:
         log.error("reload_rejected", path=str(config_path), error=str(error))
         return
     old = app[ROUTING_TABLE]

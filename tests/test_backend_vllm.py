@@ -14,7 +14,12 @@ import pytest
 from openai import APIError, AsyncOpenAI, BadRequestError
 
 from adapters.backends import HttpSettings
-from adapters.backends.vllm import DEFAULT_MAX_TOKENS, OpenAICompletionsBackend, VllmBackend, _split_trailing
+from adapters.backends.vllm import (
+    DEFAULT_MAX_TOKENS,
+    OpenAICompletionsBackend,
+    VllmBackend,
+    _split_trailing,
+)
 from tests.conftest import GEMMA3, QWEN25, QWEN_SPECIAL
 from tests.fakes.vllm import FakeVllmServer, Scripted, error_body
 from tests.support.gateway import make_config, running_gateway

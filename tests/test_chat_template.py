@@ -1,4 +1,4 @@
-"""gateway.chat_template against the real templates in ../shared/fixtures/chat_templates.
+"""gateway.core.chat_template against the real templates in ../shared/fixtures/chat_templates.
 
 Three kinds of check: every template renders the conversations a gateway sends (or fails with its own,
 expected message); our output is byte-identical to transformers' reference renderer; and the probed
@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from gateway.chat_template import ChatTemplate, TemplateCaps, TemplateError, load_template_file
+from gateway.core.chat_template import (
+    ChatTemplate,
+    TemplateCaps,
+    TemplateError,
+    load_template_file,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "chat_templates"
 ALL_FIXTURES = sorted(path.name.removesuffix(".jinja") for path in FIXTURES.glob("*.jinja"))
@@ -242,7 +247,7 @@ def both_renders(fixture: str, messages: list[dict], kwargs: dict[str, Any],
     return result
 
 
-# Where transformers fails and we render, on purpose (see gateway.chat_template): `tools` is left
+# Where transformers fails and we render, on purpose (see gateway.core.chat_template): `tools` is left
 # undefined rather than None when there are none, and tojson accepts the generator `map()` gives.
 TRANSFORMERS_ONLY_ERRORS = {
     ("NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use", "plain"): "'NoneType' object is not iterable",

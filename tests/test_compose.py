@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from gateway.app import check_config
-from gateway.config import load_config
+from gateway.ops.config import load_config
 from tests.support.gateway import SHARED
 
 ROOT = Path(__file__).resolve().parents[1]

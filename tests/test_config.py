@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, GatewayConfig, default_config_path, load_config, parse_config
+from gateway.ops.config import (
+    ConfigError,
+    GatewayConfig,
+    default_config_path,
+    load_config,
+    parse_config,
+)
 
 MINIMAL = """\
 backends:

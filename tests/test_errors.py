@@ -3,12 +3,16 @@ a hang, a crash or a silently truncated answer."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import aiohttp
 import pytest
-from openai import APIConnectionError, APIError, AsyncOpenAI, BadRequestError, NotFoundError
+from openai import (
+    APIError,
+    AsyncOpenAI,
+    BadRequestError,
+    NotFoundError,
+)
 
 from tests.conftest import fake_routes
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, error_body

@@ -11,7 +11,7 @@ from openai import AsyncOpenAI
 from adapters.formats import get_format
 from adapters.formats.conversation import Conversation, Message, ToolCall, ToolSpec
 from adapters.formats.detect import detect_format
-from gateway.chat_template import load_template_file
+from gateway.core.chat_template import load_template_file
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text
 from tests.support.gateway import TEMPLATES, make_config, running_gateway
 from tests.test_stream_parser import Outcome, collect

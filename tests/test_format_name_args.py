@@ -21,7 +21,7 @@ from adapters.formats.events import (
     ToolCallStart,
 )
 from adapters.formats.mistral import mistral_id
-from gateway.chat_template import load_template_file
+from gateway.core.chat_template import load_template_file
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text
 from tests.support.gateway import TEMPLATES, make_config, running_gateway
 from tests.test_stream_parser import Outcome, collect

@@ -24,7 +24,7 @@ from adapters.formats.events import (
     ToolCallArgs,
     ToolCallStart,
 )
-from gateway.chat_template import load_template_file
+from gateway.core.chat_template import load_template_file
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text
 from tests.support.gateway import TEMPLATES, make_config, running_gateway
 from tests.test_chat_tools import ask, ask_streamed, summary

@@ -18,7 +18,13 @@ from adapters.formats import get_format
 from adapters.formats.base import ToolFormat
 from adapters.formats.conversation import ToolCall, ToolSpec
 from adapters.formats.events import ToolCallEnd, ToolCallStart
-from adapters.formats.grammar import GbnfRules, call_grammar, json_schema_to_gbnf, lazy_trigger, literal
+from adapters.formats.grammar import (
+    GbnfRules,
+    call_grammar,
+    json_schema_to_gbnf,
+    lazy_trigger,
+    literal,
+)
 from adapters.formats.syntax import CallSyntax
 from tests.support.real_llama import RunningServer, start_server
 

@@ -12,7 +12,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 import structlog
-from openai import AsyncOpenAI, AuthenticationError, PermissionDeniedError, RateLimitError
+from openai import (
+    AsyncOpenAI,
+    AuthenticationError,
+    PermissionDeniedError,
+    RateLimitError,
+)
 
 from tests.conftest import QWEN25, fake_routes
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text

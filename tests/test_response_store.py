@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from gateway.response_store import RedisStore, ResponseStore, SqliteStore
+from gateway.core.response_store import RedisStore, ResponseStore, SqliteStore
 from tests.conftest import fake_routes
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text
 from tests.support.gateway import make_config, running_gateway

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from openai import AsyncOpenAI
 
 from tests.conftest import GEMMA3, QWEN25
-from tests.fakes.llamacpp import FakeLlamaServer, Scripted as LlamaScript, split_text
-from tests.fakes.ollama import FakeModel, FakeOllama, Scripted as OllamaScript
-from tests.fakes.vllm import FakeVllmServer, Scripted as VllmScript
+from tests.fakes.llamacpp import FakeLlamaServer, split_text
+from tests.fakes.llamacpp import Scripted as LlamaScript
+from tests.fakes.ollama import FakeModel, FakeOllama
+from tests.fakes.ollama import Scripted as OllamaScript
+from tests.fakes.vllm import FakeVllmServer
+from tests.fakes.vllm import Scripted as VllmScript
 from tests.support.gateway import make_config, running_gateway
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {

@@ -11,8 +11,10 @@ from openai import APIError, AsyncOpenAI, BadRequestError
 
 from tests.conftest import GEMMA3, QWEN25
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, error_body, split_text
-from tests.fakes.ollama import FakeModel, FakeOllama, Scripted as OllamaScript
-from tests.fakes.vllm import FakeVllmServer, Scripted as VllmScript
+from tests.fakes.ollama import FakeModel, FakeOllama
+from tests.fakes.ollama import Scripted as OllamaScript
+from tests.fakes.vllm import FakeVllmServer
+from tests.fakes.vllm import Scripted as VllmScript
 from tests.support.gateway import make_config, running_gateway
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {

@@ -17,7 +17,8 @@ _BACKENDS = {
 
 
 def backend_types() -> list[str]:
-    return sorted(_BACKENDS)
+    """Every backend type, in the order they were registered."""
+    return list(_BACKENDS)
 
 
 def create_backend(backend_type: str, name: str, settings: HttpSettings) -> Backend:

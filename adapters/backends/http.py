@@ -30,7 +30,7 @@ class HttpSettings:
     base_url: str
     api_key: str | None = None
     connect_timeout: float = 5.0
-    read_timeout: float = 300.0
+    read_timeout: float = 300.0  # max silence between two bytes, not a cap on the whole answer
     max_connections: int = 64
 
 

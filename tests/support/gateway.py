@@ -11,7 +11,7 @@ import yaml
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.config import GatewayConfig, parse_config
+from gateway.ops.config import GatewayConfig, parse_config
 
 from .real_llama import free_port
 

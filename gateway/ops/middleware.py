@@ -5,29 +5,22 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-import orjson
 import structlog
 from aiohttp import web
 
 from adapters.backends.errors import BackendError
 
+from ..api.errors import ApiError, api_error
+from ..api.json_body import error_response
+from ..core.faults import Fault, ShuttingDown
+from ..core.trace import RequestTrace
 from .app_keys import API_KEY, CONFIG, KEY_RING, LIFECYCLE, METRICS, TRACE
-from .errors import ApiError, from_backend_error
-from .observe import RequestTrace
 
 log = structlog.get_logger("toolwire.http")
 
 # Paths open without a key: probes and scrapers do not carry one.
 _OPEN_PATHS = ("/health", "/metrics")
 _MAX_REQUEST_ID = 128
-
-
-def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json", headers=headers)
-
-
-def error_response(error: ApiError) -> web.Response:
-    return json_response(error.body(), status=error.status, headers=error.headers)
 
 
 def _api_route(path: str) -> str:
@@ -47,18 +40,18 @@ async def observe_and_errors(request: web.Request, handler: Any) -> web.StreamRe
     request[TRACE] = trace
     try:
         response = await handler(request)
-    except ApiError as error:
-        response = error_response(error)
+    except (ApiError, Fault) as error:
+        response = error_response(api_error(error))
     except BackendError as error:
         trace.error_kind = error.kind
-        response = error_response(from_backend_error(error))
+        response = error_response(api_error(error))
     except web.HTTPException as error:
         if error.status < 400:
             raise
         response = error_response(_http_exception(error))
     except Exception:
         log.exception("unhandled_error", path=request.path, request_id=request_id)
-        response = error_response(ApiError(500, "Internal error in the gateway.", type="server_error"))
+        response = error_response(api_error(RuntimeError()))
     if not response.prepared:
         response.headers["X-Request-ID"] = request_id
     _record(request, response, trace)
@@ -139,8 +132,7 @@ async def drain_guard(request: web.Request, handler: Any) -> web.StreamResponse:
         return await handler(request)
     lifecycle = request.app[LIFECYCLE]
     if lifecycle.draining:
-        raise ApiError(503, "The gateway is shutting down; retry on another instance.", type="server_error",
-                       code="shutting_down", headers={"Retry-After": "1", "Connection": "close"})
+        raise ShuttingDown()
     lifecycle.enter()
     try:
         return await handler(request)

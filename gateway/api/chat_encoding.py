@@ -22,8 +22,9 @@ from adapters.formats.events import (
     ToolCallStart,
 )
 
+from ..core.faults import CallBrokeOff
+from ..core.pipeline import Completed
 from .errors import ApiError
-from .pipeline import Completed
 
 
 def usage_body(usage: Usage) -> dict[str, Any]:
@@ -62,8 +63,8 @@ class ChunkEncoder:
         # content stays null until text arrives, so a reply of only calls keeps `content: null`.
         return self._chunk({"role": "assistant", "content": None})
 
-    def event(self, event: ParseEvent) -> bytes | None:
-        """The chunk for one parser event (None for events with nothing to send)."""
+    def event(self, event: ParseEvent) -> bytes:
+        """The chunk for one parser event (empty for events with nothing to send)."""
         if isinstance(event, TextDelta):
             return self._chunk({"content": event.text})
         if isinstance(event, ToolCallArgs):
@@ -76,24 +77,18 @@ class ChunkEncoder:
         if isinstance(event, ToolCallFailed):
             # Fragments of this call are already out and cannot be taken back: end the stream with
             # an error rather than let the client assemble half a call.
-            raise ApiError(
-                502,
-                f"The model's tool call #{event.index} broke off after it had begun streaming ({event.reason}).",
-                type="server_error",
-                code="malformed_tool_call",
-            )
-        return None
+            raise CallBrokeOff(event.index, event.reason)
+        return b""
 
-    def closing(self, completed: Completed) -> bytes:
+    async def closing(self, completed: Completed) -> bytes:
         data = self._chunk({}, completed.finish_reason)
         if self._include_usage:
             usage_chunk = {**self._base, "choices": [], "usage": usage_body(completed.usage)}
             data += b"data: " + orjson.dumps(usage_chunk) + b"\n\n"
         return data + b"data: [DONE]\n\n"
 
-
-def sse_error(error: ApiError) -> bytes:
-    return b"data: " + orjson.dumps(error.body()) + b"\n\n"
+    async def failure(self, error: ApiError) -> bytes:
+        return b"data: " + orjson.dumps(error.body()) + b"\n\n"
 
 
 class ResponseCollector:
@@ -120,7 +115,7 @@ class ResponseCollector:
         elif isinstance(event, ReasoningDelta):
             self._reasoning.append(event.text)
 
-    def response(self, completed: Completed) -> dict[str, Any]:
+    async def result(self, completed: Completed) -> dict[str, Any]:
         calls = [
             {"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}}
             for _, call in sorted(self._calls.items())

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from .errors import ApiError
+from .faults import BackendBusy
 
 
 class BackendLimiter:
@@ -35,11 +35,5 @@ class BackendLimiter:
         finally:
             self._slots.release()
 
-    def _busy(self, why: str) -> ApiError:
-        return ApiError(
-            429,
-            f"Backend '{self.backend}' is at its concurrency limit and {why}; retry shortly.",
-            type="rate_limit_error",
-            code="backend_busy",
-            headers={"Retry-After": str(max(1, round(self._queue_timeout / 2)))},
-        )
+    def _busy(self, why: str) -> BackendBusy:
+        return BackendBusy(self.backend, why, retry_after=max(1, round(self._queue_timeout / 2)))

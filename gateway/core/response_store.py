@@ -21,8 +21,6 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from .config import ResponsesConfig
-
 JsonObject = dict[str, Any]
 Clock = Callable[[], float]
 _T = TypeVar("_T")
@@ -40,12 +38,13 @@ class ResponseStore(Protocol):
     async def close(self) -> None: ...
 
 
-def open_store(config: ResponsesConfig) -> ResponseStore:
-    bounds = {"max_responses": config.max_responses, "max_age_seconds": config.max_age_hours * 3600}
-    if config.store == "redis":
-        assert config.redis_url is not None  # the config requires it for this store
-        return RedisStore(config.redis_url, **bounds)
-    return SqliteStore(config.sqlite_path, **bounds)
+def open_store(
+    *, redis_url: str | None, sqlite_path: Path, max_responses: int, max_age_seconds: float
+) -> ResponseStore:
+    """The shared Redis store when a URL is given, else the embedded SQLite file."""
+    if redis_url is not None:
+        return RedisStore(redis_url, max_responses=max_responses, max_age_seconds=max_age_seconds)
+    return SqliteStore(sqlite_path, max_responses=max_responses, max_age_seconds=max_age_seconds)
 
 
 _SCHEMA = """

@@ -5,16 +5,23 @@ Raw JSON stops here: everything past this module works on typed objects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters.backends import SamplingParams
-from adapters.formats.conversation import Conversation, Message, NamedToolChoice, ToolCall, ToolChoice, ToolSpec
+from adapters.formats.conversation import (
+    Conversation,
+    Message,
+    NamedToolChoice,
+    ToolCall,
+    ToolChoice,
+    ToolSpec,
+)
 
-from .errors import ApiError, bad_request
+from ..core.faults import InvalidRequest
+from ..core.job import ChatJob
 
 _FUNCTION_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
 
@@ -123,28 +130,14 @@ class ChatCompletionRequest(_Model):
         return value
 
 
-@dataclass(frozen=True, slots=True)
-class ChatJob:
-    """One chat request, in toolwire's own terms."""
-
-    model: str
-    conversation: Conversation
-    sampling: SamplingParams
-    stop: tuple[str, ...]
-    stream: bool
-    include_usage: bool
-    # The JSON schema the reply's content must follow (response_format), if any.
-    response_schema: dict[str, Any] | None = None
-
-
 def parse_chat_request(body: bytes) -> ChatJob:
     """Validate a request body; any problem is a 400 that names the offending field."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as error:
-        raise bad_request(f"The request body is not valid JSON: {error}", code="invalid_json") from error
+        raise InvalidRequest(f"The request body is not valid JSON: {error}", code="invalid_json") from error
     if not isinstance(data, dict):
-        raise bad_request("The request body must be a JSON object.", code="invalid_json")
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     try:
         request = ChatCompletionRequest.model_validate(data)
     except ValidationError as error:
@@ -152,14 +145,14 @@ def parse_chat_request(body: bytes) -> ChatJob:
     return _to_job(request)
 
 
-def validation_error(error: ValidationError) -> ApiError:
+def validation_error(error: ValidationError) -> InvalidRequest:
     first = error.errors()[0]
     param = _param_path(first["loc"])
     message = first["msg"]
     if first["type"] == "missing":
         message = "Field required"
     more = f" (and {error.error_count() - 1} more problems)" if error.error_count() > 1 else ""
-    return bad_request(f"Invalid value for '{param}': {message}{more}", param=param, code="invalid_value")
+    return InvalidRequest(f"Invalid value for '{param}': {message}{more}", param=param, code="invalid_value")
 
 
 def _param_path(location: tuple[Any, ...]) -> str:
@@ -215,7 +208,7 @@ def _response_schema(response_format: ResponseFormat | None) -> dict[str, Any] |
     if response_format.type == "json_object":
         return {"type": "object"}
     if response_format.json_schema is None:
-        raise bad_request("response_format of type 'json_schema' needs a 'json_schema'.", param="response_format")
+        raise InvalidRequest("response_format of type 'json_schema' needs a 'json_schema'.", param="response_format")
     return response_format.json_schema.schema_
 
 
@@ -231,11 +224,11 @@ def _tool_choice(request: ChatCompletionRequest, names: set[str]) -> ToolChoice:
         return "auto"
     if isinstance(choice, str):
         if choice != "none" and not names:
-            raise bad_request(f"'{param}' is '{choice}' but no tools were given.", param=param)
+            raise InvalidRequest(f"'{param}' is '{choice}' but no tools were given.", param=param)
         return choice
     name = choice.function.name if isinstance(choice, NamedToolChoiceIn) else choice.name
     if name not in names:
-        raise bad_request(
+        raise InvalidRequest(
             f"'{param}' names the function '{name}', which is not among the given tools.", param=param
         )
     return NamedToolChoice(name)
@@ -274,7 +267,7 @@ def _text_content(message: MessageIn, position: int) -> str:
         if isinstance(part, TextPart):
             texts.append(part.text)
         else:
-            raise bad_request(
+            raise InvalidRequest(
                 f"Content parts of type '{part.type}' are not supported; send text.",
                 param=f"messages[{position}].content[{index}]",
                 code="unsupported_content",

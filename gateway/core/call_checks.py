@@ -12,9 +12,15 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from adapters.formats.conversation import ToolSpec
-from adapters.formats.events import ParseEvent, ToolCallArgs, ToolCallEnd, ToolCallFailed, ToolCallStart
+from adapters.formats.events import (
+    ParseEvent,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallFailed,
+    ToolCallStart,
+)
 
-from .errors import ApiError
+from .faults import CallRejected
 
 log = structlog.get_logger("toolwire.calls")
 
@@ -87,12 +93,7 @@ class CallChecker:
             return
         log.warning("call_arguments_invalid", name=name, problems=problems)
         if tool.strict and not self._constrained:
-            raise ApiError(
-                502,
-                f"The model's call to '{name}' does not match the tool's parameters: {'; '.join(problems)}",
-                type="server_error",
-                code="tool_arguments_invalid",
-            )
+            raise CallRejected(name, problems)
 
 
 def _describe(error: Any) -> str:

@@ -15,14 +15,18 @@ from adapters.formats.detect import detect_format
 
 from .call_checks import SchemaValidators
 from .chat_template import ChatTemplate, TemplateError, load_template_file
-from .config import is_glob
 from .decoding import ConstrainMode
-from .errors import ApiError, model_not_found
+from .faults import TemplateBroken, UnknownModel
 from .limits import BackendLimiter
 
 log = structlog.get_logger("toolwire.routing")
 
 TEMPLATE_FROM_BACKEND = "backend"
+
+
+def is_glob(name: str) -> bool:
+    """A model name with `*`, `?` or `[` is a pattern (fnmatch) that serves many names."""
+    return any(char in name for char in "*?[")
 
 
 @dataclass(slots=True)
@@ -84,9 +88,7 @@ class Route:
                 name=f"{self.name} ({info.source})",
             )
         except TemplateError as error:
-            raise ApiError(
-                502, f"The chat template reported by {info.source} does not compile: {error}", type="server_error"
-            ) from error
+            raise TemplateBroken(f"The chat template reported by {info.source} does not compile: {error}") from error
         log.info(
             "chat_template_loaded", model=self.name, upstream_model=upstream_model, source=info.source, bos=template.bos_token
         )
@@ -124,7 +126,7 @@ class RoutingTable:
         for pattern in self._patterns:
             if fnmatch.fnmatchcase(model, pattern.name):
                 return pattern
-        raise model_not_found(model, self.public_names())
+        raise UnknownModel(model, self.public_names())
 
     def public_names(self) -> list[str]:
         """What GET /v1/models lists: names, aliases and patterns, each once."""

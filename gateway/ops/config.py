@@ -11,23 +11,32 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from adapters.backends import HttpSettings, backend_types
+
+from ..core.decoding import ConstrainMode
+from ..core.routing import TEMPLATE_FROM_BACKEND, is_glob
 
 DEFAULT_CONFIG_PATH = Path("config/toolwire.yaml")
 CONFIG_ENV_VAR = "TOOLWIRE_CONFIG"
-BACKEND_TEMPLATE: Final = "backend"  # chat_template value meaning "ask the backend for its template"
-
-BackendType = Literal["llamacpp", "vllm", "openai-completions", "ollama"]
 LogLevel = Literal["debug", "info", "warning", "error"]
-
-
-def is_glob(name: str) -> bool:
-    """A model name with `*`, `?` or `[` is a pattern (fnmatch) that serves many names."""
-    return any(char in name for char in "*?[")
+if TYPE_CHECKING:
+    BackendType = str
+else:  # the backend registry is the one list of types; the config accepts exactly those
+    BackendType = Literal[tuple(backend_types())]
 
 
 class ConfigError(Exception):
@@ -45,9 +54,12 @@ class ListenConfig(_Section):
     port: int = Field(default=8000, ge=1, le=65535)
 
 
+_CONNECTION = HttpSettings(base_url="")  # the backends' own connection defaults
+
+
 class TimeoutsConfig(_Section):
-    connect: float = Field(default=5.0, gt=0)
-    read: float = Field(default=300.0, gt=0)  # max silence between two bytes, not a cap on the whole answer
+    connect: float = Field(default=_CONNECTION.connect_timeout, gt=0)
+    read: float = Field(default=_CONNECTION.read_timeout, gt=0)
 
 
 class BackendConfig(_Section):
@@ -56,7 +68,7 @@ class BackendConfig(_Section):
     url: str
     api_key: str | None = None
     timeouts: TimeoutsConfig = TimeoutsConfig()
-    max_connections: int = Field(default=64, gt=0)
+    max_connections: int = Field(default=_CONNECTION.max_connections, gt=0)
     # Requests generating on this backend at once; more wait in a bounded queue, then get 429.
     max_concurrency: int = Field(default=16, gt=0)
     queue_size: int = Field(default=64, ge=0)
@@ -102,7 +114,7 @@ class ModelRoute(_Section):
     upstream_model: str | None = Field(default=None, min_length=1)
     aliases: tuple[str, ...] = ()  # more public names for the same route
     tool_format: str = Field(default="default", min_length=1)  # checked against the format registry by the app
-    chat_template: Literal["backend"] | Path = BACKEND_TEMPLATE
+    chat_template: str | Path = TEMPLATE_FROM_BACKEND
     bos_token: str | None = None
     eos_token: str | None = None
     stop: tuple[str, ...] = ()
@@ -110,7 +122,7 @@ class ModelRoute(_Section):
     context_size: int | None = Field(default=None, gt=0)
     # Constrained decoding: auto = for tool_choice required / named; always = also lazily for auto
     # where the backend can; off = prefill only (for backends or schemas that cannot take it).
-    constrain: Literal["auto", "off", "always"] = "auto"
+    constrain: ConstrainMode = "auto"
     keep_alive: str | None = None  # Ollama: how long the model stays loaded after a request ("5m", -1)
 
     @field_validator("keep_alive", mode="before")
@@ -134,10 +146,10 @@ class ModelRoute(_Section):
     @field_validator("chat_template", mode="before")
     @classmethod
     def _resolve_template(cls, value: Any, info: ValidationInfo) -> Any:
-        if value == BACKEND_TEMPLATE:
+        if value == TEMPLATE_FROM_BACKEND:
             return value
         if not isinstance(value, str | os.PathLike) or not str(value):
-            raise ValueError(f"must be {BACKEND_TEMPLATE!r} or the path to a template file")
+            raise ValueError(f"must be {TEMPLATE_FROM_BACKEND!r} or the path to a template file")
         base_dir = (info.context or {}).get("base_dir") or Path.cwd()
         path = (Path(base_dir) / Path(value).expanduser()).resolve()  # an absolute value ignores base_dir
         if not path.is_file():

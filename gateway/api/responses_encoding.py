@@ -24,8 +24,9 @@ from adapters.formats.events import (
     ToolCallStart,
 )
 
+from ..core.faults import CallBrokeOff
+from ..core.pipeline import Completed
 from .errors import ApiError
-from .pipeline import Completed
 from .responses_items import JsonObject, new_id
 
 Event = JsonObject
@@ -131,12 +132,7 @@ class OutputBuilder:
         if self._streaming:
             # Its fragments are already out: end the stream failed rather than let the client
             # assemble half a call.
-            raise ApiError(
-                502,
-                f"The model's tool call #{event.index} broke off after it had begun streaming ({event.reason}).",
-                type="server_error",
-                code="malformed_tool_call",
-            )
+            raise CallBrokeOff(event.index, event.reason)
         # Collected: the call never existed; what the model wrote is text (LM Studio's behaviour).
         call = self._calls.pop(event.index, None)
         if call is not None:

@@ -8,7 +8,7 @@ from adapters.formats import ToolFormat
 from adapters.formats.conversation import Conversation
 
 from .chat_template import ChatTemplate, TemplateError
-from .errors import bad_request
+from .faults import ConversationRejected
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +31,7 @@ def build_prompt(
     try:
         prompt = template.render(template_input.messages, tools=template_input.tools, add_generation_prompt=True)
     except TemplateError as error:
-        raise bad_request(
-            f"The model's chat template rejected this conversation: {error}", param="messages", code="template_error"
-        ) from error
+        raise ConversationRejected(f"The model's chat template rejected this conversation: {error}") from error
     # Stop at the end of the assistant turn as the template writes it, even when the backend
     # does not treat that text as a special token (a base model writes it as plain text).
     stop = list(template.caps.end_of_turn)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..core.routing import RoutingTable
+from ..core.trace import RequestTrace
 from .auth import ApiKey, KeyRing
 from .config import GatewayConfig
-from .lifecycle_state import Lifecycle
+from .lifecycle import Lifecycle
 from .metrics import Metrics
-from .observe import RequestTrace
-from .routing import RoutingTable
 
 ROUTING_TABLE = web.AppKey("routing_table", RoutingTable)
 STARTED_AT = web.AppKey("started_at", float)

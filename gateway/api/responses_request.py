@@ -10,11 +10,25 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from adapters.backends import SamplingParams
-from adapters.formats.conversation import Conversation, Message, NamedToolChoice, ToolChoice, ToolSpec
+from adapters.formats.conversation import (
+    Conversation,
+    Message,
+    NamedToolChoice,
+    ToolChoice,
+    ToolSpec,
+)
 
-from .chat_api import ChatJob, validation_error
-from .errors import bad_request
-from .responses_items import ITEM_TYPES, InputItem, JsonObject, MessageItem, canonical_items, conversation_messages
+from ..core.faults import InvalidRequest
+from ..core.job import ChatJob
+from .chat_request import validation_error
+from .responses_items import (
+    ITEM_TYPES,
+    InputItem,
+    JsonObject,
+    MessageItem,
+    canonical_items,
+    conversation_messages,
+)
 
 _FUNCTION_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
 
@@ -91,18 +105,18 @@ def parse_responses_request(body: bytes) -> ResponsesRequest:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as error:
-        raise bad_request(f"The request body is not valid JSON: {error}", code="invalid_json") from error
+        raise InvalidRequest(f"The request body is not valid JSON: {error}", code="invalid_json") from error
     if not isinstance(data, dict):
-        raise bad_request("The request body must be a JSON object.", code="invalid_json")
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     _check_kinds(data)
     try:
         request = ResponsesRequest.model_validate(data)
     except ValidationError as error:
         raise validation_error(error) from error
     if request.background:
-        raise bad_request("Background responses are not supported.", param="background", code="unsupported_parameter")
+        raise InvalidRequest("Background responses are not supported.", param="background", code="unsupported_parameter")
     if request.conversation is not None:
-        raise bad_request("Conversations are not supported; chain responses with 'previous_response_id'.",
+        raise InvalidRequest("Conversations are not supported; chain responses with 'previous_response_id'.",
                           param="conversation", code="unsupported_parameter")
     return request
 
@@ -113,22 +127,22 @@ def _check_kinds(data: JsonObject) -> None:
         if not isinstance(tool, dict):
             continue
         if tool.get("type") != "function":
-            raise bad_request(f"Tools of type '{tool.get('type')}' are not supported; only 'function' tools are.",
+            raise InvalidRequest(f"Tools of type '{tool.get('type')}' are not supported; only 'function' tools are.",
                               param=f"tools[{index}].type", code="unsupported_tool")
         if "function" in tool and "name" not in tool:
-            raise bad_request(
+            raise InvalidRequest(
                 'Use the flat shape for function tools, {"type": "function", "name": ..., "description": ..., '
                 '"parameters": {...}}: the Responses API does not take chat completions\' '
                 '{"type": "function", "function": {...}}.',
                 param=f"tools[{index}]", code="invalid_tool_shape")
     choice = data.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") not in ("function", "allowed_tools"):
-        raise bad_request(f"tool_choice of type '{choice.get('type')}' is not supported.", param="tool_choice")
+        raise InvalidRequest(f"tool_choice of type '{choice.get('type')}' is not supported.", param="tool_choice")
     items = data.get("input")
     for index, item in enumerate(items if isinstance(items, list) else []):
         kind = item.get("type", "message") if isinstance(item, dict) else None
         if kind is not None and kind not in ITEM_TYPES:
-            raise bad_request(f"Input items of type '{kind}' are not supported (supported: {', '.join(ITEM_TYPES)}).",
+            raise InvalidRequest(f"Input items of type '{kind}' are not supported (supported: {', '.join(ITEM_TYPES)}).",
                               param=f"input[{index}].type", code="unsupported_input_item")
 
 
@@ -157,17 +171,17 @@ def _tool_choice(choice: Any, tools: list[ToolSpec]) -> tuple[list[ToolSpec], To
     names = [tool.name for tool in tools]
     if choice is None or isinstance(choice, str):
         if choice == "required" and not tools:
-            raise bad_request("'tool_choice' is 'required' but no tools were given.", param="tool_choice")
+            raise InvalidRequest("'tool_choice' is 'required' but no tools were given.", param="tool_choice")
         return tools, choice or "auto"
     if isinstance(choice, ToolChoiceFunction):
         if choice.name not in names:
-            raise bad_request(f"'tool_choice' names the function '{choice.name}', which is not among the given tools.",
+            raise InvalidRequest(f"'tool_choice' names the function '{choice.name}', which is not among the given tools.",
                               param="tool_choice")
         return tools, NamedToolChoice(choice.name)
     allowed = set()
     for index, ref in enumerate(choice.tools):
         if ref.name not in names:
-            raise bad_request(f"Allowed tool '{ref.name}' is not among the given tools.",
+            raise InvalidRequest(f"Allowed tool '{ref.name}' is not among the given tools.",
                               param=f"tool_choice.tools[{index}]")
         allowed.add(ref.name)
     return [tool for tool in tools if tool.name in allowed], choice.mode
@@ -179,7 +193,7 @@ def _response_schema(text_format: TextFormat | None) -> JsonObject | None:
     if text_format.type == "json_object":
         return {"type": "object"}
     if text_format.schema_ is None:
-        raise bad_request("text.format of type 'json_schema' needs a 'schema'.", param="text.format.schema")
+        raise InvalidRequest("text.format of type 'json_schema' needs a 'schema'.", param="text.format.schema")
     return text_format.schema_
 
 

@@ -7,18 +7,16 @@ from dataclasses import asdict
 
 from aiohttp import web
 
-from .app_keys import API_KEY, ROUTING_TABLE
-from .auth import check_model_allowed
-from .chat_api import parse_chat_request
-from .decoding import plan_decoding
-from .middleware import json_response
-from .prompt import build_prompt
+from ..core.decoding import plan_decoding
+from ..core.prompt import build_prompt
+from .chat_request import parse_chat_request
+from .json_body import json_response
+from .stream_driver import admit
 
 
 async def render_prompt(request: web.Request) -> web.Response:
     job = parse_chat_request(await request.read())
-    check_model_allowed(request.get(API_KEY), job.model)
-    route = request.app[ROUTING_TABLE].resolve(job.model)
+    route = admit(request, job.model)
     upstream_model = route.upstream_for(job.model)
     template, tool_format = await route.template(upstream_model)
     prompt = build_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)

@@ -8,8 +8,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..core.faults import ModelNotAllowed, Unauthenticated
 from .config import AuthConfig
-from .errors import ApiError
 
 KEYS_ENV = "TOOLWIRE_API_KEYS"  # comma-separated keys that may use every model
 
@@ -42,17 +42,13 @@ class KeyRing:
             if hmac.compare_digest(key.secret, presented):
                 found = key
         if found is None:
-            raise ApiError(
-                401,
-                "Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.",
-                code="invalid_api_key",
-            )
+            raise Unauthenticated("Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.")
         return found
 
 
 def check_model_allowed(key: ApiKey | None, model: str) -> None:
     if key is not None and not key.allows(model):
-        raise ApiError(403, f"This API key may not use the model '{model}'.", param="model", code="model_not_allowed")
+        raise ModelNotAllowed(model)
 
 
 def _bearer(authorization: str | None) -> str:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapt
 
 from adapters.formats.conversation import Message, ToolCall
 
-from .errors import bad_request
+from ..core.faults import InvalidRequest
 
 ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning")
 JsonObject = dict[str, Any]
@@ -122,7 +122,7 @@ def _texts(content: Content, param: str) -> list[str]:
     texts = []
     for index, part in enumerate(content):
         if not isinstance(part, TextPart):
-            raise bad_request(f"Content parts of type '{part.type}' are not supported; send text.",
+            raise InvalidRequest(f"Content parts of type '{part.type}' are not supported; send text.",
                               param=f"{param}[{index}]", code="unsupported_content")
         texts.append(part.text)
     return texts
@@ -151,7 +151,7 @@ def _messages(items: Sequence[Any], first_own: int) -> list[Message]:
         elif isinstance(item, FunctionCallOutputItem):
             if item.call_id not in names:
                 param = f"input[{position - first_own}].call_id" if position >= first_own else "previous_response_id"
-                raise bad_request(f"No function_call with call_id '{item.call_id}' comes before this output.",
+                raise InvalidRequest(f"No function_call with call_id '{item.call_id}' comes before this output.",
                                   param=param, code="invalid_value")
             text = "\n".join(_texts(item.output, "input"))
             messages.append(Message("tool", text, tool_call_id=item.call_id, name=names[item.call_id]))

@@ -14,8 +14,8 @@ from aiohttp import web
 
 from adapters.backends import Backend
 
-from .app_keys import LIFECYCLE, ROUTING_TABLE
-from .middleware import json_response
+from ..ops.app_keys import LIFECYCLE, ROUTING_TABLE
+from .json_body import json_response
 
 _PROBE_TTL = 2.0  # seconds a backend's health answer is reused
 

@@ -16,11 +16,11 @@ from adapters.backends.errors import BackendRejected
 from adapters.formats.events import ParseEvent
 
 from .call_checks import CallChecker
-from .chat_api import ChatJob
 from .decoding import plan_decoding
-from .observe import RequestTrace
+from .job import ChatJob
 from .prompt import build_prompt
 from .routing import Route
+from .trace import RequestTrace
 
 log = structlog.get_logger("toolwire.pipeline")
 
