@@ -23,8 +23,14 @@ import orjson
 from .base import ToolFormat
 from .conversation import ToolCall, ToolSpec
 from .syntax import CallSyntax
-from .xml_calls import FUNCTION_OPEN, XmlCallScanner
+from .tagged_calls import TagSyntax
 
+FUNCTION_OPEN = "<function="
+# One call per `<tool_call>` block; the template writes a newline on each side of a value.
+BODY = TagSyntax(
+    call_open=FUNCTION_OPEN, name_end=">", key_open="<parameter=", key_end=">", value_close="</parameter>",
+    call_close="</function>", padded_values=True,
+)
 _EXAMPLE = (
     "<tool_call>\n<function=example_function_name>\n<parameter=example_parameter_1>\nvalue_1\n</parameter>\n"
     "<parameter=example_parameter_2>\nThis is the value for the second parameter\nthat can span\nmultiple lines\n"
@@ -37,7 +43,7 @@ class Qwen3CoderFormat(ToolFormat):
     syntax = CallSyntax(
         open_markers=("<tool_call>",),
         close_marker="</tool_call>",
-        scanner=XmlCallScanner,
+        scanner=BODY.scanner,
         reasoning=("<think>", "</think>"),
     )
     # Results come back inside `<tool_response>`: a model that starts writing one is hallucinating.
