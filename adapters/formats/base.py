@@ -57,6 +57,9 @@ class ToolFormat:
     # How a call opens, exactly as the model writes it (marker and the whitespace after it), for
     # prefilling a forced call. None: the first open marker.
     call_opening: ClassVar[str | None] = None
+    # Past calls go to the template with object arguments even where a JSON string would render
+    # (Gemma 4's template writes a string inside its braces as it is).
+    object_arguments: ClassVar[bool] = False
 
     def new_call_id(self) -> str:
         return "call_" + random_id(24)
@@ -155,7 +158,7 @@ class ToolFormat:
         calls = []
         for call in message.tool_calls:
             arguments: Any = call.arguments
-            if traits.requires_object_arguments:
+            if traits.requires_object_arguments or self.object_arguments:
                 arguments = arguments_object(call.arguments)
             calls.append(
                 {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
@@ -188,6 +191,12 @@ def arguments_object(arguments: str) -> Any:
         return orjson.loads(arguments) if arguments.strip() else {}
     except orjson.JSONDecodeError:
         return arguments
+
+
+def arguments_dict(arguments: str) -> dict[str, Any]:
+    """A call's JSON argument text as a dict of arguments; anything else has none."""
+    value = arguments_object(arguments)
+    return value if isinstance(value, dict) else {}
 
 
 def _append(messages: list[dict[str, Any]], role: str, content: str, *, merge: bool = False) -> None:

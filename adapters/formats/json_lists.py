@@ -83,3 +83,112 @@ class CommandR7bFormat(ToolFormat):
             "You can call these tools by writing <|START_ACTION|> then a JSON list of "
             '{"tool_call_id": "0", "tool_name": ..., "parameters": {...}} then <|END_ACTION|>.\n' + _listing(tools)
         )
+
+
+class XlamFormat(ToolFormat):
+    """xLAM-2: the whole answer is a JSON list of `{"name": ..., "arguments": {...}}` (or one such
+    object), with no marker; only a call to an offered tool counts as a call."""
+
+    name = "xlam"
+    syntax = CallSyntax(open_markers=(), start_bodies=("[", "{"))
+    # A forced call starts with its object: the parser takes one object as a one-call list.
+    call_opening = ""
+
+    def write_call(self, call: ToolCall) -> str:
+        return orjson.dumps([{"name": call.name, "arguments": arguments_object(call.arguments)}]).decode()
+
+    def write_result(self, name: str, content: str) -> str:
+        return content
+
+    def describe_tools(self, tools: tuple[ToolSpec, ...]) -> str:
+        # Worded as xLAM's own template teaches it, for templates that cannot.
+        listing = "\n\n".join(orjson.dumps(tool.as_openai(), option=orjson.OPT_INDENT_2).decode() for tool in tools)
+        return (
+            "You have access to a set of tools. When using tools, make calls in a single JSON array: \n\n"
+            '[{"name": "tool_call_name", "arguments": {"arg1": "value1", "arg2": "value2"}}, ... '
+            "(additional parallel tool calls as needed)]\n\nIf no tool is suitable, state that explicitly. "
+            f"The available tools are:\n\n{listing}"
+        )
+
+
+class NemotronFormat(ToolFormat):
+    """Nemotron Nano v2: `<TOOLCALL>[{"name": ..., "arguments": {...}}]</TOOLCALL>`, with `<think>`
+    reasoning (the generation prompt opens it unless `/no_think`)."""
+
+    name = "nemotron"
+    syntax = CallSyntax(open_markers=("<TOOLCALL>",), close_marker="</TOOLCALL>", reasoning=("<think>", "</think>"))
+    stop_strings = ("<TOOL_RESPONSE>",)
+
+    def write_call(self, call: ToolCall) -> str:
+        body = [{"name": call.name, "arguments": arguments_object(call.arguments)}]
+        return f"<TOOLCALL>{orjson.dumps(body).decode()}</TOOLCALL>"
+
+    def write_result(self, name: str, content: str) -> str:
+        return f"<TOOL_RESPONSE>[{content}]</TOOL_RESPONSE>"
+
+    def describe_tools(self, tools: tuple[ToolSpec, ...]) -> str:
+        return (
+            f"You can use the following tools to assist the user if required:\n<AVAILABLE_TOOLS>{_listing(tools)}"
+            "</AVAILABLE_TOOLS>\n\nIf you decide to call any tool(s), use the following format:\n"
+            '<TOOLCALL>[{"name": "tool_name1", "arguments": "tool_args1"}, '
+            '{"name": "tool_name2", "arguments": "tool_args2"}]</TOOLCALL>'
+        )
+
+
+class AprielFormat(ToolFormat):
+    """Apriel 1.5/1.6 Thinker: `<tool_calls>[{"name": ..., "arguments": {...}}]</tool_calls>`. The
+    generation prompt starts the reasoning ("Here are my reasoning steps:"); the answer follows
+    `[BEGIN FINAL RESPONSE]`."""
+
+    name = "apriel"
+    syntax = CallSyntax(
+        open_markers=("<tool_calls>",),
+        close_marker="</tool_calls>",
+        reasoning=("Here are my reasoning steps:", "[BEGIN FINAL RESPONSE]"),
+    )
+    stop_strings = ("<|begin_tool_result|>",)
+
+    def write_call(self, call: ToolCall) -> str:
+        body = [{"name": call.name, "arguments": arguments_object(call.arguments)}]
+        return f"<tool_calls>{orjson.dumps(body).decode()}</tool_calls>"
+
+    def write_result(self, name: str, content: str) -> str:
+        return content
+
+    def describe_tools(self, tools: tuple[ToolSpec, ...]) -> str:
+        return (
+            "You are provided with function signatures within <available_tools></available_tools> XML tags.\n"
+            f"<available_tools>\n{_listing(tools)}\n</available_tools>.\n\n"
+            "Return all function calls as a list of JSON objects within <tool_calls></tool_calls> XML tags:\n"
+            '<tool_calls>[{"name": <function-name-1>, "arguments": <args-dict-1>}, ...]</tool_calls>'
+        )
+
+
+class CommandRPlusFormat(ToolFormat):
+    """Command R+ (tool use): `Action: ```json\\n[{"tool_name": ..., "parameters": {...}}]\\n```` (the
+    model may put the fence on the next line)."""
+
+    name = "command_r_plus"
+    syntax = CallSyntax(
+        # No marker may be the start of another: a split between them would pick the shorter one.
+        open_markers=("Action: ```json", "Action:\n```json", "Action:```json"),
+        close_marker="```",
+        name_keys=("tool_name", "name"),
+        argument_keys=("parameters", "arguments"),
+    )
+    call_opening = "Action:\n```json\n"
+
+    def write_call(self, call: ToolCall) -> str:
+        body = [{"tool_name": call.name, "parameters": arguments_object(call.arguments)}]
+        return f"Action:\n```json\n{orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()}\n```"
+
+    def write_result(self, name: str, content: str) -> str:
+        return f"<results>\n{content}</results>"
+
+    def describe_tools(self, tools: tuple[ToolSpec, ...]) -> str:
+        return (
+            f"## Available Tools\nHere is a list of tools that you have available to you:\n\n{_listing(tools)}\n\n"
+            "Write 'Action:' followed by a json-formatted list of actions that you want to perform, for example:\n"
+            '```json\n[\n    {\n        "tool_name": title of the tool in the specification,\n'
+            '        "parameters": a dict of parameters to input into the tool as they are defined in the specs\n    }\n]```'
+        )

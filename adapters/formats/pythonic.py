@@ -66,3 +66,32 @@ def _literal(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_literal(item) for item in value) + "]"
     return json.dumps(value, ensure_ascii=False)
+
+
+class Lfm2Format(PythonicFormat):
+    """LFM2 / LFM2.5: the pythonic list between `<|tool_call_start|>` and `<|tool_call_end|>`, with
+    LFM2.5's `<think>` reasoning. Some LFM templates list tools but draw no past calls: those are
+    written as the model writes them."""
+
+    name = "lfm2"
+    syntax = CallSyntax(
+        open_markers=("<|tool_call_start|>",),
+        close_marker="<|tool_call_end|>",
+        scanner=PythonicScanner,
+        reasoning=("<think>", "</think>"),
+    )
+    stop_strings = ("<|tool_response_start|>",)
+    call_opening = "<|tool_call_start|>["
+
+    def write_call(self, call: ToolCall) -> str:
+        return f"<|tool_call_start|>{super().write_call(call)}<|tool_call_end|>"
+
+    def write_result(self, name: str, content: str) -> str:
+        return f"<|tool_response_start|>{content}<|tool_response_end|>"
+
+    def describe_tools(self, tools: tuple[ToolSpec, ...]) -> str:
+        listing = ", ".join(orjson.dumps(tool.as_openai()).decode() for tool in tools)
+        return (
+            f"List of tools: <|tool_list_start|>[{listing}]<|tool_list_end|>\n"
+            'To call tools, write <|tool_call_start|>[name(arg="value", n=1)]<|tool_call_end|>.'
+        )

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from .base import ToolFormat
+from .base import ToolFormat, arguments_dict
 from .conversation import ToolCall, ToolSpec
 from .syntax import CallSyntax
 from .tagged_calls import TagSyntax
@@ -58,7 +58,7 @@ class Qwen3CoderFormat(ToolFormat):
         # As the Qwen templates write a call: strings as they are, containers as JSON, other
         # values as Jinja's `|string` prints them (`True`, `None`).
         parts = [f"<tool_call>\n{FUNCTION_OPEN}{call.name}>\n"]
-        for key, value in _arguments(call.arguments).items():
+        for key, value in arguments_dict(call.arguments).items():
             parts.append(f"<parameter={key}>\n{_value_text(value)}\n</parameter>\n")
         parts.append("</function>\n</tool_call>")
         return "".join(parts)
@@ -83,14 +83,6 @@ class Qwen3CoderFormat(ToolFormat):
             "- If there is no function call available, answer the question like normal with your current "
             "knowledge and do not tell the user about function calls\n</IMPORTANT>"
         )
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(text) if text.strip() else {}
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _value_text(value: Any) -> str:

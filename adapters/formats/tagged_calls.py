@@ -16,9 +16,12 @@ bounded, and a value holds back only a tail that could be the start of its close
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import orjson
 
@@ -32,6 +35,7 @@ from .typed_values import is_text, property_types, typed_json
 MAX_NAME = 128  # a name, a key: longer is not a call but prose after a marker
 MAX_ATTRIBUTES = 256
 _WHITESPACE = " \t\r\n"
+_BARE_NAME_CHARS = frozenset("_-.:")
 # `string="true"` (DSML) or `type="number"` (Kimi K3) in a key's attributes: how to read its value.
 _TYPE_ATTRIBUTE = re.compile(r'\b(string|type)="([^"]*)"')
 
@@ -63,6 +67,22 @@ class TagSyntax:
 
     def scanner(self, indexer: CallIndexer, events: list[ParseEvent], tools: tuple[ToolSpec, ...]) -> TaggedCallScanner:
         return TaggedCallScanner(self, indexer, events, tools)
+
+    def write(self, name: str, arguments: dict[str, Any], *, separator: str = "\n",
+              attributes: Callable[[Any], str] | None = None) -> str:
+        """A call as the model writes it (without the block's markers): strings as they are, other
+        values as JSON; `attributes` adds a key's attributes for its value (DSML's ` string="true"`)."""
+        pad = "\n" if self.padded_values else ""
+        parts = [f"{self.call_open}{name}{self.name_end}{self.attributes_end}"]
+        for key, value in arguments.items():
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            extra = attributes(value) if attributes else ""
+            parts.append(
+                f"{self.key_open}{key}{self.key_end}{extra}{self.attributes_end}{self.value_open}{pad}{text}{pad}{self.value_close}"
+            )
+        if self.call_close:
+            parts.append(self.call_close)
+        return separator.join(parts)
 
     @property
     def ends(self) -> str:
@@ -202,7 +222,9 @@ class TaggedCallScanner:
             else:
                 self._on_attributes(found)
             return
-        if what == "attributes":
+        if not end and not (char.isalnum() or char in _BARE_NAME_CHARS):
+            raise _Malformed("not a function name")  # a bare name (GLM's) is a name or nothing
+        if what.endswith("attributes"):
             if len(self._text) > MAX_ATTRIBUTES:
                 raise _Malformed("attributes that never end")
         elif char == "\n" or (char == "<" and not end.startswith("<")) or len(self._text) > MAX_NAME:
