@@ -24,6 +24,7 @@ _FORMATS = {
     "gemma4": "gemma4:Gemma4Format",
     "functiongemma": "gemma4:FunctionGemmaFormat",
     "glm45": "glm45:Glm45Format",
+    "kimi_k2": "kimi_k2:KimiK2Format",
     "minimax_m2": "minimax_m2:MiniMaxM2Format",
     "seed_oss": "seed_oss:SeedOssFormat",
     "deepseek_v32": "deepseek_v32:DeepSeekV32Format",
