@@ -13,8 +13,14 @@ from dataclasses import replace
 
 import orjson
 
-from .base import ToolFormat, arguments_object
-from .conversation import ToolCall, ToolSpec
+from .base import (
+    TemplateInput,
+    TemplateTraits,
+    ToolFormat,
+    arguments_object,
+    with_descriptions,
+)
+from .conversation import Conversation, ToolCall, ToolSpec
 from .engine import StreamParser
 from .name_args import NameArgsSyntax
 from .syntax import CallSyntax
@@ -62,6 +68,10 @@ class FunctionaryV31Format(ToolFormat):
     name = "functionary_v3_1"
     syntax = CallSyntax(open_markers=("<function=",), close_marker="</function>", scanner=_V31_BODY.scanner)
     stop_strings = ("<|eom_id|>",)
+
+    def template_input(self, conversation: Conversation, traits: TemplateTraits) -> TemplateInput:
+        # The template joins each tool's description into its text and fails on one that has none.
+        return with_descriptions(super().template_input(conversation, traits))
 
     def prefill(self, tool_name: str | None) -> str:
         return self.opening() + (f"{tool_name}>" if tool_name else "")

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import orjson
 
-from .base import ToolFormat, arguments_object
-from .conversation import ToolCall, ToolSpec
+from .base import (
+    TemplateInput,
+    TemplateTraits,
+    ToolFormat,
+    arguments_object,
+    with_descriptions,
+)
+from .conversation import Conversation, ToolCall, ToolSpec
 from .syntax import CallSyntax
 
 
@@ -177,6 +183,10 @@ class CommandRPlusFormat(ToolFormat):
         argument_keys=("parameters", "arguments"),
     )
     call_opening = "Action:\n```json\n"
+
+    def template_input(self, conversation: Conversation, traits: TemplateTraits) -> TemplateInput:
+        # The template prints every parameter's description and fails on one that has none.
+        return with_descriptions(super().template_input(conversation, traits))
 
     def write_call(self, call: ToolCall) -> str:
         body = [{"tool_name": call.name, "parameters": arguments_object(call.arguments)}]

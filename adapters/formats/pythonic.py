@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .base import ToolFormat
+from .base import ToolFormat, arguments_dict
 from .conversation import ToolCall, ToolSpec
 from .pythonic_calls import PythonicScanner
 from .syntax import CallSyntax
@@ -35,12 +35,11 @@ class PythonicFormat(ToolFormat):
         return self.opening() + (f"{tool_name}(" if tool_name else "")
 
     def write_call(self, call: ToolCall) -> str:
-        try:
-            arguments = orjson.loads(call.arguments) if call.arguments.strip() else {}
-        except orjson.JSONDecodeError:
-            arguments = {}
-        pairs = arguments.items() if isinstance(arguments, dict) else ()
-        return f"[{call.name}({', '.join(f'{key}={_literal(value)}' for key, value in pairs)})]"
+        return f"[{_python_call(call)}]"
+
+    def write_calls(self, calls: tuple[ToolCall, ...]) -> str:
+        # One list holds the turn's calls.
+        return f"[{', '.join(_python_call(call) for call in calls)}]"
 
     def write_result(self, name: str, content: str) -> str:
         return f"<tool_response>\n{content}\n</tool_response>"
@@ -55,6 +54,11 @@ class PythonicFormat(ToolFormat):
             "lists, dicts). Do not use variables. If no function fits, answer normally.\n\n"
             f"Functions you can call:\n{listing}"
         )
+
+
+def _python_call(call: ToolCall) -> str:
+    pairs = arguments_dict(call.arguments).items()
+    return f"{call.name}({', '.join(f'{key}={_literal(value)}' for key, value in pairs)})"
 
 
 def _literal(value: Any) -> str:
@@ -85,6 +89,9 @@ class Lfm2Format(PythonicFormat):
 
     def write_call(self, call: ToolCall) -> str:
         return f"<|tool_call_start|>{super().write_call(call)}<|tool_call_end|>"
+
+    def write_calls(self, calls: tuple[ToolCall, ...]) -> str:
+        return f"<|tool_call_start|>{super().write_calls(calls)}<|tool_call_end|>"
 
     def write_result(self, name: str, content: str) -> str:
         return f"<|tool_response_start|>{content}<|tool_response_end|>"
