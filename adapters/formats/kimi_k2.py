@@ -71,7 +71,9 @@ class KimiK2Format(ToolFormat):
 
     def write_call(self, call: ToolCall) -> str:
         arguments = orjson.dumps(arguments_object(call.arguments)).decode()
-        return f"{SECTION_BEGIN}{CALL_BEGIN}{call.id}{ARGUMENTS_BEGIN}{arguments}{CALL_END}{SECTION_END}"
+        # The id carries the name: one that names another function would change the call.
+        call_id = call.id if _KIMI_ID.fullmatch(call.id) and call.id.startswith(f"functions.{call.name}:") else f"functions.{call.name}:0"
+        return f"{SECTION_BEGIN}{CALL_BEGIN}{call_id}{ARGUMENTS_BEGIN}{arguments}{CALL_END}{SECTION_END}"
 
     def write_result(self, name: str, content: str) -> str:
         return f"## Return of {name}\n{content}"
