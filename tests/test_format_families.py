@@ -375,3 +375,195 @@ def test_prefill_for_a_named_tool_opens_its_call(format_name: str) -> None:
     assert tool_format.prefill("get_weather") == prefill
     assert prefill.startswith(tool_format.opening())
     assert parse(format_name, [prefill, rest])[1] == Outcome("", [PARIS])
+
+
+# -- (c) the real templates -------------------------------------------------------------------
+
+DESCRIBED_TIME = type(TIME)("get_time", "The current time", TIME.parameters)
+HISTORY = Conversation(
+    messages=(
+        Message("system", "Be brief."),
+        Message("user", "Weather in Paris?"),
+        Message("assistant", "", tool_calls=(ToolCall("call_1", "get_weather", '{"city": "Paris", "days": 3}'),
+                                             ToolCall("call_2", "get_time", "{}"))),
+        Message("tool", "sunny, 21C", tool_call_id="call_1"),
+        Message("tool", "noon", tool_call_id="call_2"),
+        Message("assistant", "It is sunny."),
+        Message("user", "And tomorrow?"),
+    ),
+    tools=(WEATHER, DESCRIBED_TIME),
+)
+BOTH_CALLS = [("get_weather", {"city": "Paris", "days": 3}), NOW]
+QWEN_CALLS = ("<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=days>\n3\n</parameter>\n"
+              "</function>\n</tool_call><tool_call>\n<function=get_time>\n</function>\n</tool_call>")  # fmt: skip
+KIMI_CALLS = kimi(("get_weather", 0, '{"city": "Paris", "days": 3}'), ("get_time", 1, "{}"))
+GEMMA4_CALLS = g4("get_weather", f"city:{Q}Paris{Q},days:3") + g4("get_time", "")
+JSON_LIST = '[{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}, {"name": "get_time", "arguments": {}}]'
+LFM_CALLS = '<|tool_call_start|>[get_weather(city="Paris", days=3), get_time()]<|tool_call_end|>'
+# fixture -> (the format auto picks, the past calls as the template writes them, the first result as it writes it)
+RENDERED = {
+    "GLM-4.6": ("glm45", glm("get_weather", ("city", "Paris"), ("days", "3")) + "\n" + glm("get_time"),
+                "<|observation|>\n<tool_response>\nsunny, 21C\n</tool_response>"),
+    "GLM-4.7-Flash": ("glm45", glm("get_weather", ("city", "Paris"), ("days", "3"), compact=True) + "<tool_call>get_time</tool_call>",
+                      "<|observation|><tool_response>sunny, 21C</tool_response>"),
+    "MiniMax-M2": ("minimax_m2", minimax(invoke("get_weather", ("city", "Paris"), ("days", "3")), invoke("get_time")),
+                   "]~b]tool\n<response>sunny, 21C</response>"),
+    "ByteDance-Seed-OSS": ("seed_oss", seed("get_weather", ("city", "Paris"), ("days", "3")) + "\n" + seed("get_time"),
+                           "<seed:bos>tool\nsunny, 21C<seed:eos>"),
+    "deepseek-ai-DeepSeek-V3.2": ("deepseek_v32", dsml(dsml_invoke("get_weather", ("city", "Paris", True), ("days", "3", False)),
+                                                       dsml_invoke("get_time")),
+                                  "\n\n<function_results>\n<result>sunny, 21C</result>\n<result>noon</result>\n</function_results>"),
+    "Kimi-K2-Instruct": ("kimi_k2", KIMI_CALLS, "## Return of functions.get_weather:0\nsunny, 21C"),
+    "Kimi-K2-Thinking": ("kimi_k2", KIMI_CALLS, "## Return of functions.get_weather:0\nsunny, 21C"),
+    "moonshotai-Kimi-K2": ("kimi_k2", KIMI_CALLS, "## Return of functions.get_weather:0\\nsunny, 21C"),  # (sic: a literal \n)
+    "google-gemma-4-31B-it": ("gemma4", GEMMA4_CALLS, f"<|tool_response>response:get_weather{{value:{Q}sunny, 21C{Q}}}<tool_response|>"),
+    "google-gemma-4-31B-it-interleaved": ("gemma4", GEMMA4_CALLS, "<|turn>tool\nsunny, 21C<turn|>"),
+    "gemma4": ("gemma4", GEMMA4_CALLS, "<|turn>tool\nsunny, 21C<turn|>"),
+    "tool_chat_template_functiongemma": (
+        "functiongemma",
+        f"<start_function_call>call:get_weather{{city:{E}Paris{E},days:{E}3{E}}}<end_function_call>"
+        "<start_function_call>call:get_time{}<end_function_call>",
+        "<start_of_turn>user\nFunction result for get_weather: sunny, 21C<end_of_turn>",
+    ),
+    # This template draws no past calls: they are written as the model writes them.
+    "LFM2-8B-A1B": ("lfm2", LFM_CALLS, "<|tool_response_start|>sunny, 21C<|tool_response_end|>"),
+    "LFM2.5-8B-A1B": ("lfm2", "<|tool_call_start|>[get_weather(city='Paris', days=3), get_time()]<|tool_call_end|>",
+                      "<|im_start|>tool\nsunny, 21C<|im_end|>"),
+    "LFM2.5-Instruct": ("lfm2", LFM_CALLS, "<|im_start|>tool\nsunny, 21C<|im_end|>"),
+    "tool_chat_template_xlam_llama": ("xlam", JSON_LIST, "<|start_header_id|>ipython<|end_header_id|>\n\nsunny, 21C<|eot_id|>"),
+    "tool_chat_template_xlam_qwen": ("xlam", JSON_LIST, "<|im_start|>tool\nsunny, 21C<|im_end|>"),
+    "NVIDIA-Nemotron-Nano-v2": ("nemotron", f"<TOOLCALL>{JSON_LIST}</TOOLCALL>", "<TOOL_RESPONSE>[sunny, 21C, noon]</TOOL_RESPONSE>"),
+    "Apriel-1.6-15b-Thinker-fixed": (
+        "apriel",
+        '<tool_calls>[{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}, "id": "call_1"}, '
+        '{"name": "get_time", "arguments": {}, "id": "call_2"}]</tool_calls>',
+        "<|begin_tool_result|>\nsunny, 21C\n",
+    ),
+    "CohereForAI-c4ai-command-r-plus-tool_use": (
+        "command_r_plus",
+        'Action:\n```json\n[\n    {\n        "tool_name": "get_weather",\n        "parameters": {\n            "city": "Paris",\n'
+        '            "days": 3\n        }\n    },\n    {\n        "tool_name": "get_time",\n        "parameters": {}\n    }\n]```',
+        "<results>\nsunny, 21C</results>",
+    ),
+    "meetkai-functionary-medium-v3.1": ("functionary_v3_1", '<function=get_weather>{"city": "Paris", "days": 3}</function><function=get_time>{}</function>',
+                                        "<|start_header_id|>ipython<|end_header_id|>\n\nsunny, 21C<|eot_id|>"),
+    "StepFun3.5-Flash": ("qwen3_coder", QWEN_CALLS, "<tool_response>sunny, 21C</tool_response><tool_response>noon</tool_response>"),
+    "Qwen3.5-4B": ("qwen3_coder", QWEN_CALLS.replace("</tool_call><tool_call>", "</tool_call>\n<tool_call>"),
+                   "<tool_response>\nsunny, 21C\n</tool_response>"),
+}
+
+
+def render(fixture: str, conversation: Conversation = HISTORY) -> tuple[str, str]:
+    """(the format `auto` names, the prompt the family's template renders for `conversation`)."""
+    bos, eos = SPECIAL_TOKENS[fixture]
+    template = load_template_file(TEMPLATES / f"{fixture}.jinja", bos_token=bos, eos_token=eos)
+    format_name = detect_format(template.source).format
+    data = get_format(format_name).template_input(conversation, template.caps)
+    return format_name, template.render(data.messages, tools=data.tools, add_generation_prompt=True)
+
+
+@pytest.mark.parametrize("fixture", list(RENDERED))
+def test_family_templates_render_calls_and_results(fixture: str) -> None:
+    format_name, calls, result = RENDERED[fixture]
+    detected, prompt = render(fixture)
+    assert detected == format_name
+    assert calls in prompt
+    assert result in prompt
+    for text in ("Be brief.", "It is sunny.", "And tomorrow?", "The current time"):
+        assert text in prompt
+    # What the template wrote for the past calls, written again by the model, is the same calls.
+    assert parse(format_name, [calls])[1] == Outcome("", BOTH_CALLS)
+
+
+EXTRA_KWARGS = {"fireworks-ai-llama-3-firefunction-v2": {"functions": "[]", "datetime": "2025-01-01"}}
+
+
+@pytest.mark.parametrize("fixture", sorted(SPECIAL_TOKENS))
+def test_every_fixture_renders_a_tool_call_history(fixture: str) -> None:
+    bos, eos = SPECIAL_TOKENS[fixture]
+    template = load_template_file(TEMPLATES / f"{fixture}.jinja", bos_token=bos, eos_token=eos)
+    tool_format = get_format(detect_format(template.source).format)
+    data = tool_format.template_input(HISTORY, template.caps)
+    prompt = template.render(data.messages, tools=data.tools, add_generation_prompt=True, **EXTRA_KWARGS.get(fixture, {}))
+    for text in ("Weather in Paris?", "sunny, 21C", "noon", "It is sunny.", "And tomorrow?"):
+        assert text in prompt
+    assert "get_weather" in prompt and "Paris" in prompt, "the past call is in the prompt"
+
+
+# -- (d) through the gateway -------------------------------------------------------------------
+
+SPECIAL = {
+    "<|tool_call>", "<tool_call|>", '<|"|>', "<|channel>", "<channel|>", "<|tool_response>", "<tool_response|>",
+    "<start_function_call>", "<end_function_call>", "<escape>", "<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>",
+    "<arg_value>", "</arg_value>", "<think>", "</think>", "<|observation|>", "<|tool_calls_section_begin|>",
+    "<|tool_calls_section_end|>", "<|tool_call_begin|>", "<|tool_call_end|>", "<|tool_call_argument_begin|>",
+    "<minimax:tool_call>", "</minimax:tool_call>", "<seed:tool_call>", "</seed:tool_call>", "<seed:think>", "</seed:think>",
+    "<|tool_call_start|>", "<TOOLCALL>", "</TOOLCALL>", "<|im_start|>",
+}  # fmt: skip
+EOG = ("<|im_end|>", "<|eot_id|>", "<turn|>", "<end_of_turn>", "[e~[", "<seed:eos>", "<SPECIAL_12>", "<|END_OF_TURN_TOKEN|>")
+# fixture -> (an output with calls, the content and calls the client gets, an answer in words)
+GATEWAY = {
+    "google-gemma-4-31B-it": ("<|channel>thought\nweather<channel|>" + g4("get_weather", f"city:{Q}Paris{Q}") + g4("get_time", ""),
+                              None, [PARIS, NOW], "Sunny."),
+    "tool_chat_template_functiongemma": (f"<start_function_call>call:get_weather{{city:{E}Paris{E}}}<end_function_call>",
+                                         None, [PARIS], "Sunny."),
+    "GLM-4.6": ("\n<think>hmm</think>\n" + glm("get_weather", ("city", "Paris")) + glm("get_time"), None, [PARIS, NOW],
+                "\n<think></think>\nSunny."),
+    "GLM-4.7-Flash": ("Weather.</think>" + glm("get_weather", ("city", "Paris"), compact=True), None, [PARIS], "</think>Sunny."),
+    "Kimi-K2-Thinking": ("<think>x</think>" + kimi(("get_weather", 0, '{"city": "Paris"}')), None, [PARIS], "<think></think>Sunny."),
+    "MiniMax-M2": ("Weather.\n</think>\n\n" + minimax(invoke("get_weather", ("city", "Paris")), invoke("get_time")), None,
+                   [PARIS, NOW], "Easy.\n</think>\n\nSunny."),
+    "ByteDance-Seed-OSS": ("<seed:think>x</seed:think>" + seed("get_weather", ("city", "Paris")), None, [PARIS], "Sunny."),
+    "deepseek-ai-DeepSeek-V3.2": ("Sure.\n\n" + dsml(dsml_invoke("get_weather", ("city", "Paris", True))), "Sure.", [PARIS], "Sunny."),
+    "LFM2.5-8B-A1B": ("<|tool_call_start|>[get_weather(city='Paris'), get_time()]<|tool_call_end|>", None, [PARIS, NOW], "Sunny."),
+    "tool_chat_template_xlam_qwen": ('[{"name": "get_weather", "arguments": {"city": "Paris"}}]', None, [PARIS], "Sunny."),
+    "NVIDIA-Nemotron-Nano-v2": ('ok</think><TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Paris"}}]</TOOLCALL>',
+                                None, [PARIS], "ok</think>Sunny."),
+    "Apriel-1.6-15b-Thinker-fixed": ('x\n[BEGIN FINAL RESPONSE]\n<tool_calls>[{"name": "get_time", "arguments": {}}]</tool_calls>',
+                                     None, [NOW], "x\n[BEGIN FINAL RESPONSE]\nSunny."),
+    "CohereForAI-c4ai-command-r-plus-tool_use": (
+        'Action: ```json\n[{"tool_name": "get_weather", "parameters": {"city": "Paris"}}]\n```', None, [PARIS], "Sunny."),
+    "meetkai-functionary-medium-v3.1": ('<function=get_weather>{"city": "Paris"}</function>', None, [PARIS], "Sunny."),
+}
+OPENAI_TOOLS = [tool.as_openai() for tool in (*TOOLS, DESCRIBED_TIME) if tool.name != "get_time" or tool.description]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeLlamaServer]:
+    server = FakeLlamaServer(bos_token="", eos_token="<eos>", eog_tokens=EOG, special_tokens=SPECIAL)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def sdk(fake: FakeLlamaServer) -> AsyncIterator[AsyncOpenAI]:
+    backends = [{"name": "fake", "type": "llamacpp", "url": fake.url}]
+    models = [
+        {"name": fixture, "backend": "fake", "tool_format": "auto", "chat_template": str(TEMPLATES / f"{fixture}.jinja"),
+         "bos_token": SPECIAL_TOKENS[fixture][0], "eos_token": SPECIAL_TOKENS[fixture][1]}
+        for fixture in GATEWAY
+    ]  # fmt: skip
+    async with (
+        running_gateway(make_config(backends, models)) as url,
+        AsyncOpenAI(base_url=url, api_key="test-key", max_retries=0, timeout=30) as client,
+    ):
+        yield client
+
+
+@pytest.mark.parametrize("fixture", list(GATEWAY))
+async def test_gateway_stream_and_non_stream_agree(sdk: AsyncOpenAI, fake: FakeLlamaServer, fixture: str) -> None:
+    output, content, calls, answer = GATEWAY[fixture]
+    messages = [{"role": "user", "content": "Weather in Paris, and the time?"}]
+    for text, expected, finish_reason in ((output, (content, calls), "tool_calls"), (answer, ("Sunny.", []), "stop")):
+        pieces = split_text(text, special=SPECIAL)
+        fake.script(Scripted(pieces), Scripted(pieces))
+        whole = await ask(sdk, model=fixture, messages=messages, tools=OPENAI_TOOLS)
+        _, streamed = await ask_streamed(sdk, model=fixture, messages=messages, tools=OPENAI_TOOLS)
+        for response in (whole, streamed):
+            assert summary(response.choices[0].message) == expected
+            assert response.choices[0].finish_reason == finish_reason
+    body = fake.requests[-1]
+    format_name = detect_format((TEMPLATES / f"{fixture}.jinja").read_text()).format
+    assert set(get_format(format_name).preserved_tokens) <= set(body.get("preserved_tokens", ()))
+    assert "get_weather" in body["prompt"], "the template lists the tools"

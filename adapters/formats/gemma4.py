@@ -54,7 +54,8 @@ class Gemma4Format(ToolFormat):
 
     @property
     def preserved_tokens(self) -> tuple[str, ...]:
-        return (*self.syntax.markers, self.quote, "<|tool_response>", "<tool_response|>")
+        # Tokens, not markers: the reasoning marker is the token `<|channel>` and the word `thought`.
+        return ("<|tool_call>", "<tool_call|>", self.quote, "<|channel>", "<channel|>", "<|tool_response>", "<tool_response|>")
 
     def prefill(self, tool_name: str | None) -> str:
         return self.opening() + (f"call:{tool_name}{{" if tool_name else "")

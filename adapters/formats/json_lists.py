@@ -1,7 +1,10 @@
 """Formats whose calls are a JSON list (or object) after a marker, differing only in markers and
-key names: Granite 3.x, Phi-4-mini (and FireFunction v2's `functools[...]`), Command R7B."""
+key names: Granite 3.x, Phi-4-mini (and FireFunction v2's `functools[...]`), Command R7B and R+,
+Nemotron Nano v2, Apriel, and xLAM (no marker at all)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import orjson
 
@@ -14,6 +17,38 @@ from .base import (
 )
 from .conversation import Conversation, ToolCall, ToolSpec
 from .syntax import CallSyntax
+
+
+def _with_inner_types(tool: dict[str, Any]) -> dict[str, Any]:
+    function = tool["function"]
+    parameters = function.get("parameters")
+    properties = parameters.get("properties") if isinstance(parameters, dict) else None
+    if not isinstance(properties, dict):
+        return tool
+    filled = {name: _inner_types(schema) for name, schema in properties.items()}
+    return {**tool, "function": {**function, "parameters": {**parameters, "properties": filled}}}
+
+
+_PYTHON_TYPES = ("string", "number", "integer", "boolean", "array", "object")
+
+
+def _inner_types(schema: Any) -> Any:
+    """A schema as the template can print it: objects say what they hold, lists their items (`{}`:
+    anything), and a type it has no name for is left out (it would spell `null` letter by letter,
+    recursing without end)."""
+    if not isinstance(schema, dict):
+        return schema
+    kind = schema.get("type")
+    if kind is not None and kind not in _PYTHON_TYPES:
+        known = [k for k in kind if k in _PYTHON_TYPES] if isinstance(kind, list) else []
+        schema = {key: value for key, value in schema.items() if key != "type"}
+        if known:
+            schema["type"] = known[0] if len(known) == 1 else known
+    if schema.get("type") == "object":
+        return {**schema, "additionalProperties": _inner_types(schema.get("additionalProperties", {}))}
+    if schema.get("type") == "array":
+        return {**schema, "items": _inner_types(schema.get("items", {}))}
+    return schema
 
 
 def _listing(tools: tuple[ToolSpec, ...]) -> str:
@@ -185,8 +220,10 @@ class CommandRPlusFormat(ToolFormat):
     call_opening = "Action:\n```json\n"
 
     def template_input(self, conversation: Conversation, traits: TemplateTraits) -> TemplateInput:
-        # The template prints every parameter's description and fails on one that has none.
-        return with_descriptions(super().template_input(conversation, traits))
+        # The template prints every parameter's description, and the type inside an object or a list,
+        # and fails where there is none.
+        data = with_descriptions(super().template_input(conversation, traits))
+        return TemplateInput(data.messages, [_with_inner_types(tool) for tool in data.tools] if data.tools else data.tools)
 
     def write_call(self, call: ToolCall) -> str:
         body = [{"tool_name": call.name, "parameters": arguments_object(call.arguments)}]
