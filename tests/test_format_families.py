@@ -421,8 +421,8 @@ RENDERED = {
     "gemma4": ("gemma4", GEMMA4_CALLS, "<|turn>tool\nsunny, 21C<turn|>"),
     "tool_chat_template_functiongemma": (
         "functiongemma",
-        f"<start_function_call>call:get_weather{{city:{E}Paris{E},days:{E}3{E}}}<end_function_call>"
-        "<start_function_call>call:get_time{}<end_function_call>",
+        (f"<start_function_call>call:get_weather{{city:{E}Paris{E},days:{E}3{E}}}<end_function_call>"
+        "<start_function_call>call:get_time{}<end_function_call>"),
         "<start_of_turn>user\nFunction result for get_weather: sunny, 21C<end_of_turn>",
     ),
     # This template draws no past calls: they are written as the model writes them.
@@ -435,14 +435,14 @@ RENDERED = {
     "NVIDIA-Nemotron-Nano-v2": ("nemotron", f"<TOOLCALL>{JSON_LIST}</TOOLCALL>", "<TOOL_RESPONSE>[sunny, 21C, noon]</TOOL_RESPONSE>"),
     "Apriel-1.6-15b-Thinker-fixed": (
         "apriel",
-        '<tool_calls>[{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}, "id": "call_1"}, '
-        '{"name": "get_time", "arguments": {}, "id": "call_2"}]</tool_calls>',
+        ('<tool_calls>[{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}, "id": "call_1"}, '
+        '{"name": "get_time", "arguments": {}, "id": "call_2"}]</tool_calls>'),
         "<|begin_tool_result|>\nsunny, 21C\n",
     ),
     "CohereForAI-c4ai-command-r-plus-tool_use": (
         "command_r_plus",
-        'Action:\n```json\n[\n    {\n        "tool_name": "get_weather",\n        "parameters": {\n            "city": "Paris",\n'
-        '            "days": 3\n        }\n    },\n    {\n        "tool_name": "get_time",\n        "parameters": {}\n    }\n]```',
+        ('Action:\n```json\n[\n    {\n        "tool_name": "get_weather",\n        "parameters": {\n            "city": "Paris",\n'
+        '            "days": 3\n        }\n    },\n    {\n        "tool_name": "get_time",\n        "parameters": {}\n    }\n]```'),
         "<results>\nsunny, 21C</results>",
     ),
     "meetkai-functionary-medium-v3.1": ("functionary_v3_1", '<function=get_weather>{"city": "Paris", "days": 3}</function><function=get_time>{}</function>',
