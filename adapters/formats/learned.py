@@ -96,7 +96,7 @@ def learn_format(render: Render, generation_prompt: str = "") -> Learning:
     if reasoning and any(marker in region for marker in reasoning):
         facts["reasoning"] = f"not learned: its markers {reasoning!r} are part of the call syntax"
         reasoning = None
-    reasoning = reasoning or _pair(facts.get("reasoning"))
+    reasoning = reasoning or syntax.reasoning
     if reasoning:
         syntax = _with(syntax, reasoning=reasoning)
         facts["reasoning"] = f"{reasoning[0]!r} ... {reasoning[1]!r}"
@@ -104,13 +104,6 @@ def learn_format(render: Render, generation_prompt: str = "") -> Learning:
     learned = type("LearnedFormat", (LearnedFormat,), {"syntax": syntax, "call_opening": opening})()
     summary = ", ".join(f"{key} {value}" for key, value in facts.items())
     return Learning(learned, summary, facts)
-
-
-def _pair(described: str | None) -> tuple[str, str] | None:
-    if not described:
-        return None
-    opening, closing = (part.strip().strip("'") for part in described.split(" ... "))
-    return opening, closing
 
 
 def _with(syntax: CallSyntax, **changes: Any) -> CallSyntax:
@@ -143,7 +136,6 @@ def _calls_region(render: Render, generation_prompt: str) -> tuple[str, int]:
     answer = _try(render, [_USER, {"role": "assistant", "content": _ANSWER}])
     if answer is None or _ANSWER not in answer:
         raise _Unlearnable("the template renders no assistant answer")
-    empty = _try(render, [_USER, {"role": "assistant", "content": ""}])
     for count in (2, 1):
         for ids in _ID_STYLES:
             for content in _CONTENTS:
@@ -151,7 +143,7 @@ def _calls_region(render: Render, generation_prompt: str) -> tuple[str, int]:
                     calls = _try(render, [_USER, _call_message(ids, content, as_text, count)])
                     if calls is None:
                         continue
-                    region = _region(calls, empty if empty is not None else answer, answer)
+                    region = _region(calls, answer)
                     # The turn's header is the generation prompt, where a template writes it anew for calls.
                     if generation_prompt.strip() and region.lstrip().startswith(generation_prompt.strip()):
                         region = region.lstrip()[len(generation_prompt.strip()) :]
@@ -163,23 +155,27 @@ def _calls_region(render: Render, generation_prompt: str) -> tuple[str, int]:
     raise _Unlearnable("the template writes no call from a history that holds one")
 
 
-def _region(calls: str, empty: str, answer: str) -> str:
-    """Where the render with calls parts from the one with an empty answer, up to where they meet
-    again; cut at token edges (`<...>`), and without the turn's end marker."""
-    start = len(os.path.commonprefix([calls, empty]))
+def _region(calls: str, answer: str) -> str:
+    """What the template wrote for the calls: where the render with calls parts from the one with an
+    answer, up to where they meet again; cut at token edges (`<...>`)."""
+    start = len(os.path.commonprefix([calls, answer]))
     opened = calls.rfind("<", 0, start)
     if opened > calls.rfind(">", 0, start):  # the renders part inside a token: take all of it
         start = opened
-    ending = len(os.path.commonprefix([calls[start:][::-1], empty[start:][::-1]]))
-    end = len(calls) - ending
-    if calls.rfind("<", start, end) > calls.rfind(">", start, end):  # they meet again inside a token
-        closed = calls.find(">", end)
-        end = closed + 1 if closed >= 0 else len(calls)
-    region = calls[start:end]
+    after_answer = answer[answer.index(_ANSWER) + len(_ANSWER) :]
+    region = calls[start:]
+    # What closes an answer (Kimi K3's `<|close|>response<|sep|>`) may stand before the calls too.
+    region = region[len(_whole_tokens_to(os.path.commonprefix([region, after_answer]))) :]
+    ending = len(os.path.commonprefix([region[::-1], after_answer[::-1]]))
+    end = len(region) - ending
+    if region.rfind("<", 0, end) > region.rfind(">", 0, end):  # they meet again inside a token
+        closed = region.find(">", end)
+        end = closed + 1 if closed >= 0 else len(region)
+    region = region[:end]
     # The turn's end marker, as written after an answer, does not belong to the calls.
-    after_answer = _tokens(answer[answer.index(_ANSWER) + len(_ANSWER) :])
-    if after_answer and region.rstrip().endswith(after_answer[0]):
-        region = region.rstrip()[: -len(after_answer[0])]
+    turn_end = _tokens(after_answer)
+    if turn_end and region.rstrip().endswith(turn_end[0]):
+        region = region.rstrip()[: -len(turn_end[0])]
     return region
 
 
@@ -245,7 +241,8 @@ def _learn_json(
     start_b, end_b, _ = objects[-1]
     name_key = next(key for key, value in call_a.items() if value == _NAMES[0])
     arguments_key = next(key for key, value in call_a.items() if _same_arguments(value, _ARGUMENTS[0]))
-    head, tail = _undecorated(region[:start_a], generation_prompt, facts), region[end_b:]
+    empty_block: list[tuple[str, str]] = []
+    head, tail = _undecorated(region[:start_a], generation_prompt, empty_block), region[end_b:]
     middle = region[end_a:start_b] if len(objects) == 2 else None
     if (middle is None or middle.strip() == ",") and head.rstrip().endswith("[") and tail.lstrip().startswith("]"):
         # One JSON list holds the calls (Granite, Mistral v3, xLAM, Nemotron...).
@@ -274,11 +271,12 @@ def _learn_json(
         argument_keys=(arguments_key,),
         call_separator=separator,
         start_bodies=() if open_marker else ("[", "{"),
+        reasoning=empty_block[0] if empty_block else None,
     )
     return syntax, opening
 
 
-def _undecorated(head: str, generation_prompt: str, facts: dict[str, str]) -> str:
+def _undecorated(head: str, generation_prompt: str, reasoning: list[tuple[str, str]]) -> str:
     """The head of the calls without what the template writes around any turn: the start of its
     generation prompt (written anew for calls), and an empty reasoning block (`<think></think>`,
     `<|START_THINKING|><|END_THINKING|>`), kept as the reasoning markers."""
@@ -287,7 +285,7 @@ def _undecorated(head: str, generation_prompt: str, facts: dict[str, str]) -> st
         head = head[len(shared) :]
     pair = _EMPTY_PAIR.match(head.lstrip())
     if pair and _closes(pair.group(1), pair.group(2)):
-        facts["reasoning"] = f"{pair.group(1)!r} ... {pair.group(2)!r}"
+        reasoning.append((pair.group(1), pair.group(2)))
         head = head.lstrip()[pair.end() :]
     return head
 
@@ -359,10 +357,14 @@ def _learn_name_json(
         raise _Unlearnable("nothing marks where a call begins (the generation prompt opens it)")
     facts.update(shape="a name, then its arguments as a JSON object", markers=f"{opening.strip()!r} ... {closing.strip()!r}",
                  header=repr(marker))  # fmt: skip
-    body = NameArgsSyntax(args_markers=(marker,) if marker else (), bare_args=not marker)
+    close = closing.strip()
+    fence = None
+    if marker.startswith("```") and close.startswith("```"):  # arguments in a code fence (DeepSeek V3)
+        fence, close = (marker, "```"), close[3:].strip()
+    body = NameArgsSyntax(args_markers=(marker,) if marker else (), bare_args=not marker, fence=fence)
     syntax = CallSyntax(
         open_markers=(opening.strip(),),
-        close_marker=closing.strip() or None,
+        close_marker=close or None,
         scanner=body.scanner,
         drop_markers=_markers(prefix, suffix),
     )
@@ -510,9 +512,15 @@ def _split_key_end(between: str) -> tuple[str, str, str]:
 
 
 def _learn_reasoning(render: Render, generation_prompt: str) -> tuple[str, str] | None:
-    message = {"role": "assistant", "content": _ANSWER, "reasoning_content": _REASONING}
-    out = _try(render, [_USER, message])
-    if out is not None and _REASONING in out:
+    # Templates show reasoning on an answer, or only on a turn with calls (Gemma 4, Kimi K2 Thinking).
+    for message in (
+        {"role": "assistant", "content": _ANSWER, "reasoning_content": _REASONING},
+        {**_call_message(_ID_STYLES[0], {"content": _ANSWER}, False, 1), "reasoning_content": _REASONING},
+        {**_call_message(_ID_STYLES[1], {"content": _ANSWER}, False, 1), "reasoning_content": _REASONING},
+    ):
+        out = _try(render, [_USER, message])
+        if out is None or _REASONING not in out:
+            continue
         before, after = out.split(_REASONING, 1)
         at = before.rfind("<")
         opening = before[at:].strip() if at >= 0 else ""
@@ -520,10 +528,13 @@ def _learn_reasoning(render: Render, generation_prompt: str) -> tuple[str, str] 
         closing = after[: close + 1].strip() if close >= 0 else ""
         if opening and closing and _ANSWER in after and not closing.startswith(_ANSWER):
             return opening, closing
-    # A generation prompt that opens reasoning (or closes an empty one): `<think>` / `<think></think>`.
+    # A generation prompt that opens reasoning, closes an empty block, or closes it unopened (DeepSeek V3.1).
     tags = _TAG.findall(generation_prompt)
-    if tags and tags[-1].startswith("</") and len(tags) > 1 and tags[-2] == "<" + tags[-1][2:]:
+    ends = generation_prompt.rstrip().endswith(tags[-1]) if tags else False
+    if ends and len(tags) > 1 and tags[-1].startswith("</") and tags[-2] == "<" + tags[-1][2:]:
         return tags[-2], tags[-1]
-    if tags and _PLAIN_TAG.fullmatch(tags[-1]) and generation_prompt.rstrip().endswith(tags[-1]):
+    if ends and _PLAIN_TAG.fullmatch(tags[-1]):
         return tags[-1], "</" + tags[-1][1:]
+    if ends and _PLAIN_TAG.fullmatch("<" + tags[-1][2:]) and tags[-1].startswith("</"):
+        return "<" + tags[-1][2:], tags[-1]
     return None
