@@ -211,6 +211,10 @@ class ChatTemplate:
         except Exception as error:  # a template is code: any failure inside it is a rendering error
             raise TemplateError(f"{type(error).__name__}: {error}") from error
 
+    def render_probe(self, messages: list[dict], tools: list[dict] | None, add_generation_prompt: bool) -> str:
+        """`render` in the shape a tool format learner calls it with."""
+        return self.render(messages, tools=tools, add_generation_prompt=add_generation_prompt)
+
     @functools.cached_property
     def caps(self) -> TemplateCaps:
         """What this template can do, found by rendering small probe conversations."""

@@ -24,12 +24,12 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import ToolFormat
 from .literal_calls import LiteralSyntax
-from .pythonic_calls import PythonicScanner
 from .name_args import NameArgsSyntax
+from .pythonic_calls import PythonicScanner
 from .syntax import CallSyntax
 from .tagged_calls import TagSyntax
 
@@ -76,6 +76,8 @@ class LearnedFormat(ToolFormat):
 
     name = "learned"
     syntax = CallSyntax(open_markers=())
+    # What was learned, in words (for `toolwire check` and the log).
+    summary: ClassVar[str] = ""
 
 
 class _Unlearnable(Exception):
@@ -101,8 +103,8 @@ def learn_format(render: Render, generation_prompt: str = "") -> Learning:
         syntax = _with(syntax, reasoning=reasoning)
         facts["reasoning"] = f"{reasoning[0]!r} ... {reasoning[1]!r}"
     facts["opening"] = repr(opening)
-    learned = type("LearnedFormat", (LearnedFormat,), {"syntax": syntax, "call_opening": opening})()
     summary = ", ".join(f"{key} {value}" for key, value in facts.items())
+    learned = type("LearnedFormat", (LearnedFormat,), {"syntax": syntax, "call_opening": opening, "summary": summary})()
     return Learning(learned, summary, facts)
 
 
@@ -377,7 +379,7 @@ def _learn_pythonic(region: str, first: int, facts: dict[str, str]) -> tuple[Cal
     tail = region[end:].lstrip()
     bracket = head.endswith("[")
     open_marker = (head[:-1] if bracket else head).strip()
-    close = (tail[1:] if tail.startswith("]") else tail).strip()
+    close = (tail.removeprefix("]")).strip()
     facts.update(shape="a Python list of calls", markers=f"{open_marker!r} ... {close!r}" if open_marker else "none")
     syntax = CallSyntax(
         open_markers=(open_marker,) if open_marker else (),
