@@ -22,12 +22,14 @@ from openai import AsyncOpenAI
 from adapters.formats import get_format
 from adapters.formats.conversation import Conversation, Message, ToolCall
 from adapters.formats.detect import detect_format
+from adapters.formats.grammar import call_grammar
 from gateway.chat_template import load_template_file
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text
 from tests.support.gateway import TEMPLATES, make_config, running_gateway
 from tests.test_chat_template import SPECIAL_TOKENS
 from tests.test_chat_tools import ask, ask_streamed, summary
 from tests.test_format_xml_pythonic import TIME, TOOLS, WEATHER, parse
+from tests.test_grammar import Grammar
 from tests.test_stream_parser import Outcome
 
 PARIS = ("get_weather", {"city": "Paris"})
@@ -567,3 +569,29 @@ async def test_gateway_stream_and_non_stream_agree(sdk: AsyncOpenAI, fake: FakeL
     format_name = detect_format((TEMPLATES / f"{fixture}.jinja").read_text()).format
     assert set(get_format(format_name).preserved_tokens) <= set(body.get("preserved_tokens", ()))
     assert "get_weather" in body["prompt"], "the template lists the tools"
+
+
+# -- constrained calls for the JSON-object formats ------------------------------------------------
+
+
+@pytest.mark.parametrize("format_name", ["xlam", "nemotron", "apriel", "command_r_plus"])
+def test_json_formats_constrain_a_forced_call_and_read_it_back(format_name: str) -> None:
+    tool_format = get_format(format_name)
+    grammar = Grammar(call_grammar(tool_format, (WEATHER,), lazy=False))
+    keys = tool_format.syntax.name_keys[0], tool_format.syntax.argument_keys[0]
+    body = json.dumps({keys[0]: "get_weather", keys[1]: {"city": "Paris"}})
+    close = tool_format.syntax.close_marker or ""
+    written = body + close
+    assert grammar.matches(written) and not grammar.matches(body.replace("get_weather", "get_time") + close)
+    # After the prefilled opening the model writes what the grammar admits: that is the call.
+    assert parse(format_name, [tool_format.opening(), written])[1] == Outcome("", [PARIS])
+    schema = tool_format.call_schema((WEATHER,))
+    assert schema is not None and schema["properties"][keys[0]] == {"const": "get_weather"}
+
+
+def test_a_format_with_no_marker_has_no_lazy_grammar() -> None:
+    with pytest.raises(ValueError, match="no marker"):
+        call_grammar(get_format("xlam"), (WEATHER,), lazy=True)
+    lazy = Grammar(call_grammar(get_format("nemotron"), (WEATHER,), lazy=True, parallel=True))
+    one = '<TOOLCALL>{"name": "get_weather", "arguments": {"city": "Oslo"}}</TOOLCALL>'
+    assert lazy.matches(one) and lazy.matches(one + "\n" + one)
