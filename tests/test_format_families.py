@@ -25,6 +25,10 @@ from adapters.formats.detect import detect_format
 from adapters.formats.grammar import call_grammar
 from gateway.chat_template import load_template_file
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text
+from tests.fakes.ollama import FakeModel, FakeOllama
+from tests.fakes.ollama import Scripted as OllamaScript
+from tests.fakes.vllm import FakeVllmServer
+from tests.fakes.vllm import Scripted as VllmScript
 from tests.support.gateway import TEMPLATES, make_config, running_gateway
 from tests.test_chat_template import SPECIAL_TOKENS
 from tests.test_chat_tools import ask, ask_streamed, summary
@@ -595,3 +599,35 @@ def test_a_format_with_no_marker_has_no_lazy_grammar() -> None:
     lazy = Grammar(call_grammar(get_format("nemotron"), (WEATHER,), lazy=True, parallel=True))
     one = '<TOOLCALL>{"name": "get_weather", "arguments": {"city": "Oslo"}}</TOOLCALL>'
     assert lazy.matches(one) and lazy.matches(one + "\n" + one)
+
+
+@pytest.mark.parametrize("backend", ["vllm", "ollama"])
+async def test_every_family_on_vllm_and_ollama(backend: str) -> None:
+    """The same outputs through the other two backends: vLLM keeps special tokens when asked, and on
+    Ollama the families' markers arrive as user-defined tokens (it never prints control tokens)."""
+    if backend == "vllm":
+        server: FakeVllmServer | FakeOllama = FakeVllmServer(model="m", eos_token="<eos>", eog_tokens=EOG, special_tokens=SPECIAL)
+    else:
+        server = FakeOllama(models=[FakeModel(name="m", parameters={})], special_tokens={"<eos>"}, eog_tokens={"<eos>"})
+    async with server:
+        models = [
+            {"name": fixture, "backend": "b", "upstream_model": "m", "tool_format": "auto",
+             "chat_template": str(TEMPLATES / f"{fixture}.jinja"), "bos_token": SPECIAL_TOKENS[fixture][0],
+             "eos_token": SPECIAL_TOKENS[fixture][1]}
+            for fixture in GATEWAY
+        ]  # fmt: skip
+        config = make_config([{"name": "b", "type": backend, "url": server.url}], models)
+        script = VllmScript if backend == "vllm" else OllamaScript
+        messages = [{"role": "user", "content": "Weather in Paris, and the time?"}]
+        async with (
+            running_gateway(config) as url,
+            AsyncOpenAI(base_url=url, api_key="test-key", max_retries=0, timeout=30) as client,
+        ):
+            for fixture, (output, content, calls, _) in GATEWAY.items():
+                pieces = split_text(output, special=SPECIAL)
+                server.script(script(pieces), script(pieces))
+                whole = await ask(client, model=fixture, messages=messages, tools=OPENAI_TOOLS)
+                _, streamed = await ask_streamed(client, model=fixture, messages=messages, tools=OPENAI_TOOLS)
+                for response in (whole, streamed):
+                    assert summary(response.choices[0].message) == (content, calls), fixture
+                    assert response.choices[0].finish_reason == "tool_calls"
