@@ -22,6 +22,7 @@ from openai import AsyncOpenAI
 from adapters.formats import get_format
 from adapters.formats.conversation import Conversation, Message, ToolCall
 from adapters.formats.detect import detect_format
+from adapters.formats.events import ToolCallStart
 from adapters.formats.grammar import call_grammar
 from gateway.chat_template import load_template_file
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text
@@ -631,3 +632,20 @@ async def test_every_family_on_vllm_and_ollama(backend: str) -> None:
                 for response in (whole, streamed):
                     assert summary(response.choices[0].message) == (content, calls), fixture
                     assert response.choices[0].finish_reason == "tool_calls"
+
+
+def test_kimi_keeps_the_ids_the_model_writes() -> None:
+    text = kimi(("get_weather", 3, '{"city": "Paris"}'), ("get_time", 4, "{}"), ("get_time", 4, "{}"))
+    for cut in range(len(text) + 1):
+        parser = get_format("kimi_k2").new_parser(tools=TOOLS)
+        events = parser.feed(text[:cut]) + parser.feed(text[cut:]) + parser.close()
+        ids = [event.id for event in events if isinstance(event, ToolCallStart)]
+        # The model's own ids; one written twice in a reply is not reused.
+        assert ids[:2] == ["functions.get_weather:3", "functions.get_time:4"], f"split at {cut}"
+        assert len(ids) == 3 and ids[2].startswith("call_")
+    # Written back, the ids the client returns are the model's.
+    history = Conversation((Message("user", "x"), Message("assistant", "", tool_calls=(ToolCall("functions.get_time:4", "get_time", "{}"),)),
+                            Message("tool", "noon", tool_call_id="functions.get_time:4")))  # fmt: skip
+    _, prompt = render("Kimi-K2-Instruct", history)
+    assert "<|tool_call_begin|>functions.get_time:4<|tool_call_argument_begin|>{}" in prompt
+    assert "## Return of functions.get_time:4\nnoon" in prompt

@@ -25,7 +25,7 @@ SECTION_END = "<|tool_calls_section_end|>"
 CALL_BEGIN = "<|tool_call_begin|>"
 CALL_END = "<|tool_call_end|>"
 ARGUMENTS_BEGIN = "<|tool_call_argument_begin|>"
-_BODY = NameArgsSyntax(args_markers=(ARGUMENTS_BEGIN,), name_prefix="functions.")
+_BODY = NameArgsSyntax(args_markers=(ARGUMENTS_BEGIN,), name_prefix="functions.", written_id=True)
 _KIMI_ID = re.compile(r"functions\.[\w.\-]+:\d+")
 
 
