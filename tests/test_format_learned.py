@@ -271,3 +271,11 @@ async def test_check_prints_what_was_learned(tmp_path: Path, fake_llama: FakeLla
     assert "gigachat: tool format learned from its template: calls per turn one" in output
     assert "'function call<|role_sep|>'" in output
 
+
+
+def test_a_learned_format_asks_the_backend_to_print_its_tokens() -> None:
+    glm = learned("GLM-4.6")
+    assert glm is not None
+    assert {"<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>"} <= set(glm.preserved_tokens)
+    gemma = learned("google-gemma-4-31B-it")
+    assert gemma is not None and '<|"|>' in gemma.preserved_tokens

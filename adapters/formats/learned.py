@@ -78,6 +78,12 @@ class LearnedFormat(ToolFormat):
     syntax = CallSyntax(open_markers=())
     # What was learned, in words (for `toolwire check` and the log).
     summary: ClassVar[str] = ""
+    # Every token the template's calls are written with (`<arg_key>`, `<|"|>`): a backend must print them.
+    call_tokens: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def preserved_tokens(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.syntax.markers, *self.call_tokens)))
 
 
 class _Unlearnable(Exception):
@@ -104,7 +110,9 @@ def learn_format(render: Render, generation_prompt: str = "") -> Learning:
         facts["reasoning"] = f"{reasoning[0]!r} ... {reasoning[1]!r}"
     facts["opening"] = repr(opening)
     summary = ", ".join(f"{key} {value}" for key, value in facts.items())
-    learned = type("LearnedFormat", (LearnedFormat,), {"syntax": syntax, "call_opening": opening, "summary": summary})()
+    attributes = {"syntax": syntax, "call_opening": opening, "summary": summary,
+                  "call_tokens": tuple(dict.fromkeys(_TAG.findall(region)))}  # fmt: skip
+    learned = type("LearnedFormat", (LearnedFormat,), attributes)()
     return Learning(learned, summary, facts)
 
 

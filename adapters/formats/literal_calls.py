@@ -42,6 +42,15 @@ class LiteralSyntax:
         return LiteralCallScanner(self, indexer, events, tools)
 
 
+_CLOSERS = {"{": "}", "[": "]"}
+
+
+@dataclass(slots=True)
+class _Frame:
+    bracket: str  # "{" or "["
+    items: int = 0
+
+
 class _Expect(IntEnum):
     PREFIX = 0  # `call:`
     NAME = 1  # the name, up to `{`
@@ -69,7 +78,7 @@ class LiteralCallScanner:
         self._expect = _Expect.PREFIX
         self._text = ""  # the prefix, name, key or bare value read so far
         self._quote = ""  # the part of a quote token read so far (outside strings)
-        self._stack: list[list[int]] = []  # per open `{` or `[`: [kind, items so far]
+        self._stack: list[_Frame] = []  # the open `{` and `[`
         self._key = ""
         self._string_key = False  # the string being read is a key
         self._typed: list[str] | None = None  # a top-level quoted value parsed whole at its close
@@ -147,7 +156,7 @@ class LiteralCallScanner:
         elif expect == _Expect.VALUE:
             if char in "{[":
                 self._open(char)
-            elif char == "]" and self._stack[-1][0] == ord("[") and not self._stack[-1][1]:
+            elif char == "]" and self._stack[-1].bracket == "[" and not self._stack[-1].items:
                 return self._close()  # an empty list
             elif char in ",:}]":
                 raise _Malformed(f"expected a value, not {char!r}")
@@ -155,8 +164,8 @@ class LiteralCallScanner:
                 self._start_bare(char)
         else:  # AFTER
             if char == ",":
-                self._expect = _Expect.KEY if self._stack[-1][0] == ord("{") else _Expect.VALUE
-            elif char in "}]" and ord("{" if char == "}" else "[") == self._stack[-1][0]:
+                self._expect = _Expect.KEY if self._stack[-1].bracket == "{" else _Expect.VALUE
+            elif char == _CLOSERS[self._stack[-1].bracket]:
                 return self._close()
             else:
                 raise _Malformed(f"unexpected {char!r}")
@@ -208,12 +217,11 @@ class LiteralCallScanner:
         if self._stack:
             self._begin_value()
         self._out.append(bracket)
-        self._stack.append([ord(bracket), 0])
+        self._stack.append(_Frame(bracket))
         self._expect = _Expect.KEY if bracket == "{" else _Expect.VALUE
 
     def _close(self) -> bool:
-        kind, _ = self._stack.pop()
-        self._out.append("}" if kind == ord("{") else "]")
+        self._out.append(_CLOSERS[self._stack.pop().bracket])
         if not self._stack:
             self._end_call()
             return True
@@ -224,16 +232,16 @@ class LiteralCallScanner:
         if not key:
             raise _Malformed("an empty key")
         frame = self._stack[-1]
-        self._out.append((", " if frame[1] else "") + orjson.dumps(key).decode() + ": ")
-        frame[1] += 1
+        self._out.append((", " if frame.items else "") + orjson.dumps(key).decode() + ": ")
+        frame.items += 1
         self._key = key
 
     def _begin_value(self) -> None:
         """Before a value: the comma of a list item (an object's comma came with its key)."""
         frame = self._stack[-1]
-        if frame[0] == ord("["):
-            self._out.append(", " if frame[1] else "")
-            frame[1] += 1
+        if frame.bracket == "[":
+            self._out.append(", " if frame.items else "")
+            frame.items += 1
 
     def _write_value(self, json_text: str) -> None:
         self._begin_value()
