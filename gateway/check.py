@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 
 from adapters.backends.errors import BackendError
+from adapters.formats.learned import LearnedFormat
 
 from .app import build_routing_table
 from .core.faults import Fault
@@ -26,6 +27,7 @@ class Row:
     template: str
     tool_format: str
     ok: bool
+    learned: str = ""  # what a learned tool format was learned as
 
 
 async def run_check(config: GatewayConfig, source: str) -> int:
@@ -58,7 +60,9 @@ async def _check_route(route: Route, reachable: bool) -> Row:
         template_text, format_text, ok = template.name or "loaded", tool_format.name, True
     except (Fault, BackendError) as error:
         template_text, format_text, ok = f"missing: {error}", "?", False
-    return Row(route.name, backend, "yes", found, template_text, format_text, ok=ok and found != "no")
+        tool_format = None
+    learned = tool_format.summary if isinstance(tool_format, LearnedFormat) else ""
+    return Row(route.name, backend, "yes", found, template_text, format_text, ok=ok and found != "no", learned=learned)
 
 
 def _print(rows: list[Row], source: str) -> None:
@@ -72,5 +76,8 @@ def _print(rows: list[Row], source: str) -> None:
     print(f"toolwire check: {source}", file=out)
     for line in lines:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip(), file=out)
+    for row in rows:
+        if row.learned:
+            print(f"{row.model}: tool format learned from its template: {row.learned}", file=out)
     problems = sum(not r.ok for r in rows)
     print(f"{len(rows) - problems} ok, {problems} with problems", file=out)

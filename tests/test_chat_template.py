@@ -35,7 +35,27 @@ GRANITE = ("", "<|end_of_text|>")
 PHI4 = ("", "<|endoftext|>")
 COHERE = ("<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>")
 KIMI = ("[BOS]", "[EOS]")
+LFM2 = ("<|startoftext|>", "<|im_end|>")
 SPECIAL_TOKENS: dict[str, tuple[str, str]] = {
+    "Apriel-1.6-15b-Thinker-fixed": ("<s>", "<|end|>"),
+    "ByteDance-Seed-OSS": ("<seed:bos>", "<seed:eos>"),
+    "GLM-4.7-Flash": ("", "<|endoftext|>"),
+    "GigaChat3-10B-A1.8B": ("<s>", "</s>"),
+    "Kimi-K3": KIMI,
+    "LFM2-8B-A1B": LFM2,
+    "LFM2.5-8B-A1B": LFM2,
+    "LFM2.5-Instruct": LFM2,
+    "MiniMax-M2": ("]~!b[", "[e~["),
+    "NVIDIA-Nemotron-Nano-v2": ("<s>", "<SPECIAL_12>"),
+    "StepFun3.5-Flash": QWEN,
+    "deepseek-ai-DeepSeek-V3.2": DEEPSEEK,
+    "gemma4": GEMMA,
+    "google-gemma-4-31B-it": GEMMA,
+    "google-gemma-4-31B-it-interleaved": GEMMA,
+    "tool_chat_template_functiongemma": GEMMA,
+    "tool_chat_template_toolace": LLAMA3,
+    "tool_chat_template_xlam_llama": LLAMA3,
+    "tool_chat_template_xlam_qwen": QWEN,
     "CohereForAI-c4ai-command-r-plus-tool_use": COHERE,
     "CohereForAI-c4ai-command-r7b-12-2024-tool_use": COHERE,
     "GLM-4.6": ("", "<|endoftext|>"),
@@ -116,17 +136,15 @@ NULL_CONTENT_ERRORS = {
     "tool_chat_template_llama4_json": "'NoneType' object is not iterable",
     "tool_chat_template_llama4_pythonic": "'NoneType' object is not iterable",
     "unsloth-mistral-Devstral-Small-2507": "None has no element 0",
+    "LFM2.5-8B-A1B": "'NoneType' object is not iterable",
 }
 
 # What a template legitimately cannot render, with its own message.
 ALTERNATE = "Conversation roles must alternate user/assistant/user/assistant/..."
-UNSAFE_APPEND = "access to attribute 'append' of 'list' object is unsafe"  # list.append in the immutable sandbox
 EXPECTED_ERRORS = {
     ("google-gemma-2-2b-it", "plain"): "System role not supported",
     ("google-gemma-2-2b-it", "round_trip"): ALTERNATE,  # no tool role, and it must alternate
     ("gemma3-instruct.index", "round_trip"): ALTERNATE,
-    ("Kimi-K2-Instruct", "round_trip"): UNSAFE_APPEND,
-    ("Kimi-K2-Thinking", "round_trip"): UNSAFE_APPEND,
 }
 
 
@@ -248,8 +266,14 @@ def both_renders(fixture: str, messages: list[dict], kwargs: dict[str, Any],
 
 
 # Where transformers fails and we render, on purpose (see gateway.core.chat_template): `tools` is left
-# undefined rather than None when there are none, and tojson accepts the generator `map()` gives.
+# undefined rather than None when there are none, tojson accepts the generator `map()` gives, and a
+# template may append to the lists it built (Kimi K2 queues call ids; transformers' sandbox refuses).
+UNSAFE_APPEND = "access to attribute 'append' of 'list' object is unsafe"
 TRANSFORMERS_ONLY_ERRORS = {
+    ("Kimi-K2-Instruct", "round_trip"): UNSAFE_APPEND,
+    ("Kimi-K2-Thinking", "round_trip"): UNSAFE_APPEND,
+    ("tool_chat_template_functiongemma", "plain"): "object of type 'NoneType' has no len()",
+    ("tool_chat_template_functiongemma", "history"): "object of type 'NoneType' has no len()",
     ("NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use", "plain"): "'NoneType' object is not iterable",
     ("NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use", "history"): "'NoneType' object is not iterable",
     ("NousResearch-Hermes-3-Llama-3.1-8B-tool_use", "plain"): "'NoneType' object is not iterable",
@@ -261,6 +285,18 @@ TRANSFORMERS_ONLY_ERRORS = {
     ("llama-cpp-deepseek-r1", "tools"): "Object of type generator is not JSON serializable",
     ("llama-cpp-deepseek-r1", "round_trip"): "Object of type generator is not JSON serializable",
 }
+
+
+# Where both render and the texts differ, because `tools` is undefined here and None in transformers.
+XLAM_SYNTAX = (
+    "You have access to a set of tools. When using tools, make calls in a single JSON array: \n\n"
+    '[{"name": "tool_call_name", "arguments": {"arg1": "value1", "arg2": "value2"}}, ... (additional parallel '
+    "tool calls as needed)]\n\nIf no tool is suitable, state that explicitly. If the user's input lacks required "
+    "parameters, ask for clarification. Do not interpret or respond until tool results are returned. Once they are "
+    "available, process them or make additional calls if needed. For tasks that don't require tools, such as casual "
+    "conversation or general advice, respond directly in plain text. The available tools are:\n\n"
+)
+UNDEFINED_TOOLS_DIFFER = {("tool_chat_template_xlam_qwen", "history"): XLAM_SYNTAX}
 
 
 @pytest.mark.parametrize("add_generation_prompt", [True, False])
@@ -275,6 +311,10 @@ def test_identical_to_transformers(fixture: str, scenario: str, add_generation_p
     elif isinstance(theirs, Exception):  # both fail, for the same reason
         assert isinstance(ours, TemplateError), f"transformers failed ({theirs!r}) but we rendered"
         assert str(ours).endswith(str(theirs))
+    elif (fixture, scenario) in UNDEFINED_TOOLS_DIFFER:
+        # `tools is not none` holds for undefined tools: the call syntax is explained, and only that.
+        assert isinstance(ours, str) and ours != theirs
+        assert ours.replace(UNDEFINED_TOOLS_DIFFER[fixture, scenario], "", 1) == theirs
     else:
         assert ours == theirs
 
@@ -342,8 +382,8 @@ CAPS = {
         supports_system_role=True, supports_tools=True, supports_tool_calls=False, supports_tool_role=True,
         requires_object_arguments=False, end_of_turn=("<|end_of_text|>",),
         generation_prompt="<|start_of_role|>assistant<|end_of_role|>"),
-    "Kimi-K2-Instruct": TemplateCaps(  # list.append is refused by the sandbox (in transformers too)
-        supports_system_role=True, supports_tools=True, supports_tool_calls=False, supports_tool_role=False,
+    "Kimi-K2-Instruct": TemplateCaps(  # writes a call's id, not its name; appends to its own list (allowed)
+        supports_system_role=True, supports_tools=True, supports_tool_calls=True, supports_tool_role=True,
         requires_object_arguments=False, end_of_turn=("<|im_end|>",),
         generation_prompt="<|im_assistant|>assistant<|im_middle|>"),
     "llama-cpp-deepseek-r1": TemplateCaps(  # llama.cpp's rewrite describes tools and applies tojson
@@ -451,3 +491,47 @@ def test_what_reaches_the_template() -> None:
 def test_load_template_file_names_it_after_the_file() -> None:
     template = load_template_file(FIXTURES / "Qwen-Qwen2.5-7B-Instruct.jinja", eos_token="<|im_end|>")
     assert (template.name, template.bos_token, template.eos_token) == ("Qwen-Qwen2.5-7B-Instruct", "", "<|im_end|>")
+
+
+# --- 5. The sandbox ---
+
+
+def test_a_template_may_change_the_lists_and_dicts_it_built() -> None:
+    source = ("{% set ns = namespace(ids=[]) %}{% set _ = ns.ids.append(messages[0].content) %}"
+              "{% set seen = {} %}{% set _ = seen.update({'n': ns.ids | length}) %}"
+              "{% set copy = messages[:] %}{% set _ = copy.pop() %}"
+              "{{ ns.ids.pop(0) }}|{{ ns.ids }}|{{ seen.n }}|{{ copy | length }}")
+    assert ChatTemplate(source).render([{"role": "user", "content": "hi"}]) == "hi|[]|1|0"
+
+
+@pytest.mark.parametrize("statement", [
+    "{% set _ = messages.append({'role': 'user'}) %}",
+    "{% set _ = messages[0].update({'content': 'changed'}) %}",
+    "{% set _ = messages[0].pop('content') %}",
+    "{% set _ = tools.clear() %}",
+    "{% set _ = tools[0]['function'].setdefault('name', 'x') %}",
+    "{% set _ = documents.append(1) %}",
+    "{% set given = messages %}{% set _ = given.append(1) %}",
+])
+def test_what_a_template_is_given_stays_read_only(statement: str) -> None:
+    message = {"role": "user", "content": "hi"}
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    with pytest.raises(TemplateError, match="SecurityError: access to attribute .* is unsafe"):
+        ChatTemplate(statement).render([message], tools=tools, documents=[])
+    assert message == {"role": "user", "content": "hi"} and tools == [{"type": "function", "function": {"name": "f"}}]
+
+
+def test_the_sandbox_still_guards_python_internals() -> None:
+    with pytest.raises(TemplateError, match="SecurityError"):
+        ChatTemplate("{{ [].append.__self__.__class__.__subclasses__() }}").render([])
+    assert ChatTemplate("{{ [].__class__ }}|{{ messages.__class__ }}").render([]) == "|"
+
+
+def test_kimi_k2_renders_its_call_id_queue() -> None:
+    template = load("Kimi-K2-Instruct")
+    call = {"id": "functions.get_weather:0", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    messages = [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": "", "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "functions.get_weather:0", "content": "18C"}]
+    out = template.render(messages, tools=[WEATHER_TOOL])
+    assert '<|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>{"city": "Paris"}<|tool_call_end|>' in out
+    assert "## Return of functions.get_weather:0\n18C" in out

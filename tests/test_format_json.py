@@ -102,14 +102,33 @@ def test_history_round_trip_renders(template_name: str) -> None:
     assert "Weather for a city" in prompt, "the tools are described"
 
 
-# Every fixture template and the format `auto` must pick for it. Families whose call syntax
-# toolwire does not parse (Kimi K2, GLM, Functionary v3.1, Command R+) fall back to `default`.
+# Every fixture template and the format its markers name. Templates that name none fall back to
+# `default` here; `auto` may still learn their syntax from their renders (test_format_learned).
 EXPECTED_FORMATS = {
-    "CohereForAI-c4ai-command-r-plus-tool_use.jinja": "default",
+    "Apriel-1.6-15b-Thinker-fixed.jinja": "apriel",
+    "ByteDance-Seed-OSS.jinja": "seed_oss",
+    "GLM-4.7-Flash.jinja": "glm45",
+    "GigaChat3-10B-A1.8B.jinja": "default",
+    "Kimi-K3.jinja": "default",
+    "LFM2-8B-A1B.jinja": "lfm2",
+    "LFM2.5-8B-A1B.jinja": "lfm2",
+    "LFM2.5-Instruct.jinja": "lfm2",
+    "MiniMax-M2.jinja": "minimax_m2",
+    "NVIDIA-Nemotron-Nano-v2.jinja": "nemotron",
+    "StepFun3.5-Flash.jinja": "qwen3_coder",
+    "deepseek-ai-DeepSeek-V3.2.jinja": "deepseek_v32",
+    "gemma4.jinja": "gemma4",
+    "google-gemma-4-31B-it.jinja": "gemma4",
+    "google-gemma-4-31B-it-interleaved.jinja": "gemma4",
+    "tool_chat_template_functiongemma.jinja": "functiongemma",
+    "tool_chat_template_toolace.jinja": "pythonic",
+    "tool_chat_template_xlam_llama.jinja": "xlam",
+    "tool_chat_template_xlam_qwen.jinja": "xlam",
+    "CohereForAI-c4ai-command-r-plus-tool_use.jinja": "command_r_plus",
     "CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja": "command_r7b",
-    "GLM-4.6.jinja": "default",
-    "Kimi-K2-Instruct.jinja": "default",
-    "Kimi-K2-Thinking.jinja": "default",
+    "GLM-4.6.jinja": "glm45",
+    "Kimi-K2-Instruct.jinja": "kimi_k2",
+    "Kimi-K2-Thinking.jinja": "kimi_k2",
     "Mistral-Small-3.2-24B-Instruct-2506.jinja": "mistral",
     "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja": "hermes",
     "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja": "hermes",
@@ -128,7 +147,7 @@ EXPECTED_FORMATS = {
     "ibm-granite-granite-4.0.jinja": "hermes",
     "llama-cpp-deepseek-r1.jinja": "deepseek",
     "llama-cpp-microsoft-Phi-4-mini-instruct.jinja": "phi4_mini",
-    "meetkai-functionary-medium-v3.1.jinja": "default",
+    "meetkai-functionary-medium-v3.1.jinja": "functionary_v3_1",
     "meetkai-functionary-medium-v3.2.jinja": "functionary_v3_2",
     "meta-llama-Llama-3.1-8B-Instruct.jinja": "llama3_json",
     "meta-llama-Llama-3.2-3B-Instruct.jinja": "llama3_json",
@@ -137,7 +156,7 @@ EXPECTED_FORMATS = {
     "microsoft-Phi-4-mini-instruct.jinja": "default",
     "mistralai-Ministral-3-14B-Reasoning-2512.jinja": "mistral",
     "mistralai-Mistral-Nemo-Instruct-2407.jinja": "mistral",
-    "moonshotai-Kimi-K2.jinja": "default",
+    "moonshotai-Kimi-K2.jinja": "kimi_k2",
     "openai-gpt-oss-120b.jinja": "gpt_oss",
     "tool_chat_template_deepseekv3.jinja": "deepseek",
     "tool_chat_template_gemma3_pythonic.jinja": "pythonic",

@@ -20,6 +20,19 @@ _FORMATS = {
     "phi4_mini": "json_lists:Phi4MiniFormat",
     "command_r7b": "json_lists:CommandR7bFormat",
     "functionary_v3_2": "functionary:FunctionaryV32Format",
+    "functionary_v3_1": "functionary:FunctionaryV31Format",
+    "gemma4": "gemma4:Gemma4Format",
+    "functiongemma": "gemma4:FunctionGemmaFormat",
+    "glm45": "glm45:Glm45Format",
+    "kimi_k2": "kimi_k2:KimiK2Format",
+    "minimax_m2": "minimax_m2:MiniMaxM2Format",
+    "seed_oss": "seed_oss:SeedOssFormat",
+    "deepseek_v32": "deepseek_v32:DeepSeekV32Format",
+    "lfm2": "pythonic:Lfm2Format",
+    "xlam": "json_lists:XlamFormat",
+    "nemotron": "json_lists:NemotronFormat",
+    "apriel": "json_lists:AprielFormat",
+    "command_r_plus": "json_lists:CommandRPlusFormat",
 }
 
 

@@ -57,6 +57,9 @@ class ToolFormat:
     # How a call opens, exactly as the model writes it (marker and the whitespace after it), for
     # prefilling a forced call. None: the first open marker.
     call_opening: ClassVar[str | None] = None
+    # Past calls go to the template with object arguments even where a JSON string would render
+    # (Gemma 4's template writes a string inside its braces as it is).
+    object_arguments: ClassVar[bool] = False
 
     def new_call_id(self) -> str:
         return "call_" + random_id(24)
@@ -128,7 +131,7 @@ class ToolFormat:
                     messages.append(self._native_assistant(message, traits))
                 else:
                     parts = [message.content] if message.content else []
-                    parts.extend(self.write_call(call) for call in message.tool_calls)
+                    parts.append(self.write_calls(message.tool_calls))
                     _append(messages, "assistant", "\n".join(parts))
             elif message.role == "tool":
                 name = message.name or names.get(message.tool_call_id or "", "")
@@ -155,7 +158,7 @@ class ToolFormat:
         calls = []
         for call in message.tool_calls:
             arguments: Any = call.arguments
-            if traits.requires_object_arguments:
+            if traits.requires_object_arguments or self.object_arguments:
                 arguments = arguments_object(call.arguments)
             calls.append(
                 {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
@@ -168,6 +171,10 @@ class ToolFormat:
         """A past call, as the model would have written it."""
         body = {"name": call.name, "arguments": arguments_object(call.arguments)}
         return f"{self.syntax.open_markers[0]}{orjson.dumps(body).decode()}{self.syntax.close_marker or ''}"
+
+    def write_calls(self, calls: tuple[ToolCall, ...]) -> str:
+        """The calls of one turn, as the model would have written them."""
+        return "\n".join(self.write_call(call) for call in calls)
 
     def write_result(self, name: str, content: str) -> str:
         """A tool's result, as text inside a user turn."""
@@ -188,6 +195,29 @@ def arguments_object(arguments: str) -> Any:
         return orjson.loads(arguments) if arguments.strip() else {}
     except orjson.JSONDecodeError:
         return arguments
+
+
+def arguments_dict(arguments: str) -> dict[str, Any]:
+    """A call's JSON argument text as a dict of arguments; anything else has none."""
+    value = arguments_object(arguments)
+    return value if isinstance(value, dict) else {}
+
+
+def with_descriptions(data: TemplateInput) -> TemplateInput:
+    """`data` with a description (empty if none) on every tool and parameter, for templates that
+    print them unconditionally and fail on a missing one (Command R+, Functionary v3.1)."""
+    if not data.tools:
+        return data
+    tools = []
+    for tool in data.tools:
+        function = {"description": "", **tool.get("function", {})}
+        parameters = function.get("parameters")
+        properties = parameters.get("properties") if isinstance(parameters, dict) else None
+        if isinstance(properties, dict):
+            filled = {name: {"description": "", **p} if isinstance(p, dict) else p for name, p in properties.items()}
+            function["parameters"] = {**parameters, "properties": filled}  # type: ignore[dict-item]
+        tools.append({**tool, "function": function})
+    return TemplateInput(data.messages, tools)
 
 
 def _append(messages: list[dict[str, Any]], role: str, content: str, *, merge: bool = False) -> None:

@@ -121,6 +121,8 @@ class StreamParser:
         rest = text[position + len(marker) :]
         if marker == self._reasoning_open:
             self._mode = _Mode.REASONING
+            if not self._content_started:
+                self._pending_space = ""  # GLM-4.6 opens every answer with "\n<think>": not content
         elif marker in self._open_markers:
             self._start_body(marker)
         return rest

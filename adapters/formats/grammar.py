@@ -232,6 +232,8 @@ def json_schema_to_gbnf(schema: Schema) -> str:
 
 def lazy_trigger(tool_format: ToolFormat) -> str:
     """The trigger word of a lazy call grammar: the first open marker, where the grammar starts."""
+    if not tool_format.syntax.open_markers:  # xLAM's bare list: nothing to wait for
+        raise ValueError(f"format {tool_format.name!r} has no marker for a lazy grammar to start at")
     return tool_format.syntax.open_markers[0]
 
 
@@ -261,7 +263,7 @@ def call_grammar(
         calls.append(rules.rule(f"call-{tool.name}", f'{head} {ws} {arguments} {ws} "}}"'))
     # The name comes first, so it decides which arguments grammar follows.
     call = rules.define("call", " | ".join(calls))
-    marker = literal(lazy_trigger(tool_format))
+    marker = literal(lazy_trigger(tool_format)) if lazy or (parallel and syntax.close_marker) else ""
     # After the prefilled opening no whitespace is added (the opening carries the format's own);
     # after a bare marker the model writes its own (hermes' newline).
     body = _seq(call, ws, literal(syntax.close_marker)) if syntax.close_marker else call

@@ -44,6 +44,8 @@ class _Call:
     arguments: list[str] = field(default_factory=list)
     # Argument text written before the name was known; sent when the call is announced.
     unsent: list[str] = field(default_factory=list)
+    # The id the model wrote for the call itself, if the format has one (Kimi's `functions.NAME:IDX`).
+    written_id: str = ""
 
 
 class JsonCallScanner:
@@ -308,7 +310,7 @@ class JsonCallScanner:
             return
         if call.arguments_kind not in (None, "{") and self._in_arguments:
             return
-        call.index, call_id = self._indexer.next()
+        call.index, call_id = self._indexer.next(call.written_id)
         self._events.append(ToolCallStart(call.index, call_id, call.name))
         if call.unsent:
             self._events.append(ToolCallArgs(call.index, "".join(call.unsent)))

@@ -42,6 +42,9 @@ class NameArgsSyntax:
     content_names: tuple[str, ...] = ()
     # False: a block naming a function is not a call but text (no tools on offer).
     calls: bool = True
+    # The prefix, name and header before the argument marker are the call's own id (Kimi's
+    # `functions.NAME:IDX`): it is kept.
+    written_id: bool = False
 
     def scanner(self, indexer: CallIndexer, events: list[ParseEvent], tools: tuple[ToolSpec, ...]) -> NameArgsScanner:
         return NameArgsScanner(self, indexer, events)
@@ -55,10 +58,10 @@ class _ArgumentsScanner(JsonCallScanner):
     of JsonCallScanner would do the same without reaching into it.
     """
 
-    def __init__(self, indexer: CallIndexer, events: list[ParseEvent], name: str) -> None:
+    def __init__(self, indexer: CallIndexer, events: list[ParseEvent], name: str, written_id: str = "") -> None:
         super().__init__(indexer, events)
         self._call_depth = 0  # the call object is implicit: its arguments are the top level
-        self._call = _Call(self._name_keys, self._argument_keys, name=name, arguments_kind="{")
+        self._call = _Call(self._name_keys, self._argument_keys, name=name, arguments_kind="{", written_id=written_id)
         self._in_arguments = True
         self._announce_if_ready()
 
@@ -189,7 +192,11 @@ class NameArgsScanner:
                 or (self._syntax.bare_args and not header)):
             return self._fail(i, "no argument marker after the function name")
         self._stage = _Stage.ARGUMENTS
-        self._inner = _ArgumentsScanner(self._indexer, self._events, self._name)
+        written = ""
+        if self._syntax.written_id:
+            marker = next((m for m in self._syntax.args_markers if header.endswith(m)), "")
+            written = self._syntax.name_prefix + self._name + header[: len(header) - len(marker)].strip()
+        self._inner = _ArgumentsScanner(self._indexer, self._events, self._name, written)
         return None
 
     def _finish(self, end: int) -> ScanResult:

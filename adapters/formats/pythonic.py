@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .base import ToolFormat
+from .base import ToolFormat, arguments_dict
 from .conversation import ToolCall, ToolSpec
 from .pythonic_calls import PythonicScanner
 from .syntax import CallSyntax
@@ -35,12 +35,11 @@ class PythonicFormat(ToolFormat):
         return self.opening() + (f"{tool_name}(" if tool_name else "")
 
     def write_call(self, call: ToolCall) -> str:
-        try:
-            arguments = orjson.loads(call.arguments) if call.arguments.strip() else {}
-        except orjson.JSONDecodeError:
-            arguments = {}
-        pairs = arguments.items() if isinstance(arguments, dict) else ()
-        return f"[{call.name}({', '.join(f'{key}={_literal(value)}' for key, value in pairs)})]"
+        return f"[{_python_call(call)}]"
+
+    def write_calls(self, calls: tuple[ToolCall, ...]) -> str:
+        # One list holds the turn's calls.
+        return f"[{', '.join(_python_call(call) for call in calls)}]"
 
     def write_result(self, name: str, content: str) -> str:
         return f"<tool_response>\n{content}\n</tool_response>"
@@ -57,6 +56,11 @@ class PythonicFormat(ToolFormat):
         )
 
 
+def _python_call(call: ToolCall) -> str:
+    pairs = arguments_dict(call.arguments).items()
+    return f"{call.name}({', '.join(f'{key}={_literal(value)}' for key, value in pairs)})"
+
+
 def _literal(value: Any) -> str:
     """A JSON value as Python source (JSON strings are valid Python strings)."""
     if isinstance(value, bool) or value is None:
@@ -66,3 +70,35 @@ def _literal(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_literal(item) for item in value) + "]"
     return json.dumps(value, ensure_ascii=False)
+
+
+class Lfm2Format(PythonicFormat):
+    """LFM2 / LFM2.5: the pythonic list between `<|tool_call_start|>` and `<|tool_call_end|>`, with
+    LFM2.5's `<think>` reasoning. Some LFM templates list tools but draw no past calls: those are
+    written as the model writes them."""
+
+    name = "lfm2"
+    syntax = CallSyntax(
+        open_markers=("<|tool_call_start|>",),
+        close_marker="<|tool_call_end|>",
+        scanner=PythonicScanner,
+        reasoning=("<think>", "</think>"),
+    )
+    stop_strings = ("<|tool_response_start|>",)
+    call_opening = "<|tool_call_start|>["
+
+    def write_call(self, call: ToolCall) -> str:
+        return f"<|tool_call_start|>{super().write_call(call)}<|tool_call_end|>"
+
+    def write_calls(self, calls: tuple[ToolCall, ...]) -> str:
+        return f"<|tool_call_start|>{super().write_calls(calls)}<|tool_call_end|>"
+
+    def write_result(self, name: str, content: str) -> str:
+        return f"<|tool_response_start|>{content}<|tool_response_end|>"
+
+    def describe_tools(self, tools: tuple[ToolSpec, ...]) -> str:
+        listing = ", ".join(orjson.dumps(tool.as_openai()).decode() for tool in tools)
+        return (
+            f"List of tools: <|tool_list_start|>[{listing}]<|tool_list_end|>\n"
+            'To call tools, write <|tool_call_start|>[name(arg="value", n=1)]<|tool_call_end|>.'
+        )

@@ -20,11 +20,17 @@ from typing import Any
 
 import orjson
 
-from .base import ToolFormat
+from .base import ToolFormat, arguments_dict
 from .conversation import ToolCall, ToolSpec
 from .syntax import CallSyntax
-from .xml_calls import FUNCTION_OPEN, XmlCallScanner
+from .tagged_calls import TagSyntax
 
+FUNCTION_OPEN = "<function="
+# One call per `<tool_call>` block; the template writes a newline on each side of a value.
+BODY = TagSyntax(
+    call_open=FUNCTION_OPEN, name_end=">", key_open="<parameter=", key_end=">", value_close="</parameter>",
+    call_close="</function>", padded_values=True,
+)
 _EXAMPLE = (
     "<tool_call>\n<function=example_function_name>\n<parameter=example_parameter_1>\nvalue_1\n</parameter>\n"
     "<parameter=example_parameter_2>\nThis is the value for the second parameter\nthat can span\nmultiple lines\n"
@@ -37,7 +43,7 @@ class Qwen3CoderFormat(ToolFormat):
     syntax = CallSyntax(
         open_markers=("<tool_call>",),
         close_marker="</tool_call>",
-        scanner=XmlCallScanner,
+        scanner=BODY.scanner,
         reasoning=("<think>", "</think>"),
     )
     # Results come back inside `<tool_response>`: a model that starts writing one is hallucinating.
@@ -52,7 +58,7 @@ class Qwen3CoderFormat(ToolFormat):
         # As the Qwen templates write a call: strings as they are, containers as JSON, other
         # values as Jinja's `|string` prints them (`True`, `None`).
         parts = [f"<tool_call>\n{FUNCTION_OPEN}{call.name}>\n"]
-        for key, value in _arguments(call.arguments).items():
+        for key, value in arguments_dict(call.arguments).items():
             parts.append(f"<parameter={key}>\n{_value_text(value)}\n</parameter>\n")
         parts.append("</function>\n</tool_call>")
         return "".join(parts)
@@ -77,14 +83,6 @@ class Qwen3CoderFormat(ToolFormat):
             "- If there is no function call available, answer the question like normal with your current "
             "knowledge and do not tell the user about function calls\n</IMPORTANT>"
         )
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(text) if text.strip() else {}
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _value_text(value: Any) -> str:

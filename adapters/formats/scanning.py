@@ -26,10 +26,16 @@ class CallIndexer:
 
     def __init__(self, new_call_id: Callable[[], str]) -> None:
         self._new_call_id = new_call_id
+        self._written: set[str] = set()
         self.count = 0
         self.completed = 0
 
-    def next(self) -> tuple[int, str]:
+    def next(self, written_id: str = "") -> tuple[int, str]:
+        """The next index, and an id: the one the model wrote for the call (Kimi's), unless this
+        reply already used it, else a new one."""
         index = self.count
         self.count += 1
+        if written_id and written_id not in self._written:
+            self._written.add(written_id)
+            return index, written_id
         return index, self._new_call_id()

@@ -1,7 +1,8 @@
 """Render Hugging Face Jinja chat templates byte for byte as transformers' `apply_chat_template` does,
 and find out by probing what a template can do (system role, tools, tool calls, stop text).
 
-Templates come from model files, i.e. from strangers, so they run in Jinja's immutable sandbox.
+Templates come from model files, i.e. from strangers, so they run in Jinja's sandbox, and what they are
+given is read-only; lists and dicts a template builds itself it may change (see `_Sandbox`).
 Where transformers fails on a template, we sometimes render (see `ChatTemplate.render` and `_tojson`);
 where both render, the text is the same.
 """
@@ -21,7 +22,7 @@ from typing import Any
 import jinja2
 import jinja2.ext
 import jinja2.nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, modifies_known_mutable
 
 
 class TemplateError(Exception):
@@ -103,8 +104,40 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
-def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+class _InputList(list):  # type: ignore[type-arg]
+    """A list the template was given: it may read it, not change it."""
+
+
+class _InputDict(dict):  # type: ignore[type-arg]
+    """A dict the template was given: it may read it, not change it."""
+
+
+def _read_only(value: Any) -> Any:
+    """`value` with every list and dict in it marked as the caller's (copied, not frozen in place)."""
+    if isinstance(value, dict):
+        return _InputDict({key: _read_only(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return _InputList(_read_only(item) for item in value)
+    return value
+
+
+# The plain containers a template creates itself (`[]`, `{}`, `namespace(ids=[])`, a slice).
+_TEMPLATE_OWN = (list, dict, set)
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox, plus what transformers' immutable one refuses and llama.cpp's renderer allows:
+    a template may append to, pop from and update the lists and dicts it built (Kimi K2 queues call ids
+    that way). What it was given stays read-only, and every other sandbox rule holds."""
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if not super().is_safe_attribute(obj, attr, value):
+            return False
+        return type(obj) in _TEMPLATE_OWN or not modifies_known_mutable(obj, attr)
+
+
+def _environment() -> SandboxedEnvironment:
+    env = _Sandbox(
         trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, jinja2.ext.loopcontrols]
     )
     env.filters["tojson"] = _tojson
@@ -161,20 +194,26 @@ class ChatTemplate:
                **extra: Any) -> str:
         """The prompt text. `extra` (e.g. enable_thinking=False, documents=[...]) reaches the template as-is."""
         # Extra kwargs override the special tokens, as in transformers. Two differences, both deliberate:
-        # - `tools` is left undefined rather than None when absent: no fixture renders differently, and
-        #   tool-only templates (Hermes tool_use, Command R+) then render instead of failing on `for t in none`;
+        # - `tools` is left undefined rather than None when absent: tool-only templates (Hermes tool_use,
+        #   Command R+) then render instead of failing on `for t in none` (xLAM's Qwen template then
+        #   explains its call syntax even with no tools: harmless);
         # - keys set to None are kept (apply_chat_template drops them): DeepSeek's templates render a tool
         #   call only when `content is none`. Callers that want a key gone leave it out.
-        context = {"bos_token": self._bos_token, "eos_token": self._eos_token, **extra,
-                   "messages": [_alias_reasoning(m) for m in messages], "add_generation_prompt": add_generation_prompt}
+        context = {"bos_token": self._bos_token, "eos_token": self._eos_token, **_read_only(extra),
+                   "messages": _read_only([_alias_reasoning(m) for m in messages]),
+                   "add_generation_prompt": add_generation_prompt}
         if tools is not None:
-            context["tools"] = tools
+            context["tools"] = _read_only(tools)
         try:
             return self._template.render(context)
         except TemplateError:
             raise
         except Exception as error:  # a template is code: any failure inside it is a rendering error
             raise TemplateError(f"{type(error).__name__}: {error}") from error
+
+    def render_probe(self, messages: list[dict], tools: list[dict] | None, add_generation_prompt: bool) -> str:
+        """`render` in the shape a tool format learner calls it with."""
+        return self.render(messages, tools=tools, add_generation_prompt=add_generation_prompt)
 
     @functools.cached_property
     def caps(self) -> TemplateCaps:
@@ -198,6 +237,8 @@ _TOOL_NAME = "tw_tool_needle"
 _ARG_NAME = "tw_arg_needle"
 _RESULT = "TW_RESULT_NEEDLE"
 _CALL_ID = "call12345"  # Mistral templates raise unless an id is exactly 9 alphanumerics
+# Kimi K2's templates write a call's id and not its name: their ids carry the name (`functions.NAME:IDX`).
+_CALL_IDS = (_CALL_ID, f"functions.{_TOOL_NAME}:0")
 
 _USER = {"role": "user", "content": "Hi"}
 # Descriptions everywhere: some templates (Command R+) fail on a parameter without one.
@@ -212,8 +253,8 @@ _TOOL = {"type": "function", "function": {
 _CALL_CONTENTS = ({"content": None}, {"content": ""}, {})
 
 
-def _call_message(arguments: Any, content: dict) -> dict:
-    call = {"id": _CALL_ID, "type": "function", "function": {"name": _TOOL_NAME, "arguments": arguments}}
+def _call_message(arguments: Any, content: dict, call_id: str = _CALL_ID) -> dict:
+    call = {"id": call_id, "type": "function", "function": {"name": _TOOL_NAME, "arguments": arguments}}
     return {"role": "assistant", **content, "tool_calls": [call]}
 
 
@@ -240,7 +281,7 @@ def _probe(template: ChatTemplate) -> TemplateCaps:
 
     # A call with arguments as a JSON string and as an object: which of them comes out as JSON keys?
     def call_render(arguments: Any) -> str | None:
-        calls = [[_USER, _call_message(arguments, content)] for content in _CALL_CONTENTS]
+        calls = [[_USER, _call_message(arguments, content, call_id)] for call_id in _CALL_IDS for content in _CALL_CONTENTS]
         return _first(template, calls, _TOOL_NAME, add_generation_prompt=False)
 
     as_string = call_render(json.dumps({_ARG_NAME: "x"}))
@@ -248,9 +289,10 @@ def _probe(template: ChatTemplate) -> TemplateCaps:
     string_ok = as_string is not None and _ARG_NAME in as_string and f'\\"{_ARG_NAME}' not in as_string
     object_ok = as_object is not None and _ARG_NAME in as_object
 
-    result = {"role": "tool", "tool_call_id": _CALL_ID, "name": _TOOL_NAME, "content": _RESULT}
     arguments = json.dumps({_ARG_NAME: "x"}) if string_ok and not object_ok else {_ARG_NAME: "x"}
-    rounds = [[_USER, _call_message(arguments, content), result] for content in _CALL_CONTENTS]
+    rounds = [[_USER, _call_message(arguments, content, call_id),
+               {"role": "tool", "tool_call_id": call_id, "name": _TOOL_NAME, "content": _RESULT}]
+              for call_id in _CALL_IDS for content in _CALL_CONTENTS]
     supports_tool_role = _first(template, rounds, _RESULT) is not None
 
     return TemplateCaps(

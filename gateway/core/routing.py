@@ -10,8 +10,8 @@ from pathlib import Path
 import structlog
 
 from adapters.backends import Backend, SamplingParams
-from adapters.formats import ToolFormat, get_format
-from adapters.formats.detect import detect_format
+from adapters.formats import ToolFormat
+from adapters.formats.auto import choose_format
 
 from .call_checks import SchemaValidators
 from .chat_template import ChatTemplate, TemplateError, load_template_file
@@ -68,9 +68,9 @@ class Route:
     def _format_for(self, template: ChatTemplate) -> ToolFormat:
         if self.tool_format is not None:
             return self.tool_format
-        detection = detect_format(template.source)
-        log.info("tool_format_detected", model=self.name, format=detection.format, reason=detection.reason)
-        return get_format(detection.format)
+        choice = choose_format(template.source, template.render_probe, template.caps.generation_prompt)
+        log.info("tool_format_detected", model=self.name, format=choice.format.name, reason=choice.reason)
+        return choice.format
 
     async def _load_template(self, upstream_model: str) -> ChatTemplate:
         if self.template_source != TEMPLATE_FROM_BACKEND:
