@@ -108,7 +108,9 @@ async def _run_async(client: AsyncOpenAI, loop: ActLoop) -> ActResult:
 
 
 def _outcomes_blocking(calls: list[PendingCall]) -> list[Outcome]:
-    if len(calls) <= 1:
+    # One sync call runs right here; an async one gets a thread (and an event loop) of its own,
+    # so it also works when this thread already runs a loop.
+    if len(calls) == 0 or (len(calls) == 1 and not calls[0].tool.is_async):
         return [_outcome_blocking(call) for call in calls]
     with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="toolwire-tool") as pool:
         return list(pool.map(_outcome_blocking, calls))

@@ -119,6 +119,10 @@ class Tool:
     arguments_model: type[BaseModel]
     names: Mapping[str, str]  # model field -> parameter name
 
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.implementation)
+
     def openai_tool(self) -> dict[str, Any]:
         function: dict[str, Any] = {"name": self.name}
         if self.description:
@@ -150,7 +154,7 @@ class Tool:
 
     async def call(self, kwargs: dict[str, Any]) -> Any:
         """Run the implementation without blocking the event loop: a sync one in a worker thread."""
-        if inspect.iscoroutinefunction(self.implementation):
+        if self.is_async:
             return await self.implementation(**kwargs)
         result = await asyncio.to_thread(self.implementation, **kwargs)
         if inspect.isawaitable(result):
