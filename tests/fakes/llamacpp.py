@@ -92,7 +92,7 @@ import re
 import struct
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -102,6 +102,8 @@ from aiohttp import web
 from tests.fakes.server import LoopbackServer
 
 StopType = Literal["eos", "limit", "none"]
+# A reply worked out from the prompt text, as a model reads its context (e.g. answers from a tool result).
+Reply = Callable[[str], "Scripted | str"]
 
 INT32_MAX = 2**31 - 1
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF
@@ -883,14 +885,18 @@ class FakeLlamaServer(LoopbackServer):
         self.completed = 0
         self.vocab = _Vocab(bos_token, eos_token, self.special_tokens)
 
-        self._queue: deque[Scripted] = deque()
+        self._queue: deque[Scripted | Reply] = deque()
         self._cache: list[int] = []
 
     # ---- scripting ------------------------------------------------------------------------------
 
-    def script(self, *items: Scripted | str) -> None:
-        """Queue replies, one per /completion request; a str is split into tokens (``split_text``)."""
-        self._queue.extend(self._as_scripted(item) for item in items)
+    def script(self, *items: Scripted | str | Reply) -> None:
+        """Queue replies, one per /completion request; a str is split into tokens (``split_text``).
+
+        A callable is called with the request's prompt text when its turn comes, and its answer is
+        the reply: a scripted model that reads what is in its context (a tool's result, say).
+        """
+        self._queue.extend(item if callable(item) else self._as_scripted(item) for item in items)
 
     def split(self, text: str, *, every: int | None = None) -> list[str]:
         """``split_text`` with this server's special tokens kept whole."""
@@ -899,9 +905,10 @@ class FakeLlamaServer(LoopbackServer):
     def _as_scripted(self, item: Scripted | str) -> Scripted:
         return item if isinstance(item, Scripted) else Scripted(self.split(item))
 
-    def _next_script(self) -> Scripted | None:
+    def _next_script(self, prompt_text: str) -> Scripted | None:
         if self._queue:
-            return self._queue.popleft()
+            item = self._queue.popleft()
+            return self._as_scripted(item(prompt_text)) if callable(item) else item
         return None if self.default_reply is None else self._as_scripted(self.default_reply)
 
     @property
@@ -1139,7 +1146,7 @@ class FakeLlamaServer(LoopbackServer):
             params = parse_completion_params(
                 body, self.vocab, total_slots=self.total_slots, default_ping=self.ping_every or -1
             )
-            script = self._next_script()
+            script = self._next_script(self.vocab.detokenize(prompt_ids))
             if script is None:
                 raise ApiError("fake llama-server: no scripted reply left", "server_error")
             n_prompt = script.prompt_tokens if script.prompt_tokens is not None else len(prompt_ids)

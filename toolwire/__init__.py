@@ -1,0 +1,1 @@
+"""toolwire client packages: `toolwire.agent` runs tool-calling loops against any OpenAI-compatible endpoint."""
