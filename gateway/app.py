@@ -7,12 +7,13 @@ import time
 import structlog
 from aiohttp import web
 
-from adapters.backends import HttpSettings, SamplingParams, create_backend
+from adapters.backends import Backend, HttpSettings, SamplingParams, create_backend
+from adapters.backends.managed import Fleet, ManagedLlamaCppBackend
 from adapters.formats import format_names, get_format
 
 from .api.chat_handler import chat_completions
 from .api.debug_render import render_prompt
-from .api.health import PROBE, BackendProbe, live, ready
+from .api.health import PROBE, BackendProbe, live, models_status, ready
 from .api.models_handler import list_models
 from .api.responses_handler import add_responses_routes
 from .core.chat_template import TemplateError, load_template_file
@@ -20,6 +21,7 @@ from .core.limits import BackendLimiter
 from .core.routing import TEMPLATE_FROM_BACKEND, Route, RoutingTable
 from .ops.app_keys import (
     CONFIG,
+    FLEET,
     KEY_RING,
     LIFECYCLE,
     METRICS,
@@ -27,7 +29,8 @@ from .ops.app_keys import (
     STARTED_AT,
 )
 from .ops.auth import KeyRing
-from .ops.config import ConfigError, GatewayConfig
+from .ops.config import BackendConfig, ConfigError, GatewayConfig
+from .ops.fleet_metrics import FleetCollector
 from .ops.lifecycle import Lifecycle
 from .ops.metrics import Metrics
 from .ops.middleware import MIDDLEWARES
@@ -54,22 +57,26 @@ def check_config(config: GatewayConfig, source: str) -> None:
         raise ConfigError("\n".join(problems))
 
 
-def build_routing_table(config: GatewayConfig) -> RoutingTable:
-    """Backends are created once and shared by every route that names them (one pool each)."""
-    backends = {
-        backend.name: create_backend(
-            backend.type,
-            backend.name,
-            HttpSettings(
-                base_url=backend.url,
-                api_key=backend.api_key,
-                connect_timeout=backend.timeouts.connect,
-                read_timeout=backend.timeouts.read,
-                max_connections=backend.max_connections,
-            ),
-        )
-        for backend in config.backends
-    }
+def _create_backend(backend: BackendConfig, fleet: Fleet | None) -> Backend:
+    settings = HttpSettings(
+        base_url=backend.url or "",  # a launched server's URL is known once it runs
+        api_key=backend.api_key,
+        connect_timeout=backend.timeouts.connect,
+        read_timeout=backend.timeouts.read,
+        max_connections=backend.max_connections,
+    )
+    spec = backend.launch_spec()
+    if spec is None:
+        return create_backend(backend.type, backend.name, settings)
+    if fleet is None:
+        raise ValueError(f"backend {backend.name!r} launches its server: building it needs the gateway's fleet")
+    return ManagedLlamaCppBackend(backend.name, fleet.supervisor(backend.name, spec, settings))
+
+
+def build_routing_table(config: GatewayConfig, fleet: Fleet | None = None) -> RoutingTable:
+    """Backends are created once and shared by every route that names them (one pool each);
+    launched ones get their supervisor from `fleet`, which owns their processes."""
+    backends = {backend.name: _create_backend(backend, fleet) for backend in config.backends}
     routes = []
     for model in config.models:
         routes.append(
@@ -101,9 +108,9 @@ def build_routing_table(config: GatewayConfig) -> RoutingTable:
     return RoutingTable(routes, aliases, limiters)
 
 
-async def start_routing_table(config: GatewayConfig) -> RoutingTable:
+async def start_routing_table(config: GatewayConfig, fleet: Fleet | None = None) -> RoutingTable:
     """A routing table with its file templates loaded: a broken one fails now, not on a request."""
-    table = build_routing_table(config)
+    table = build_routing_table(config, fleet)
     for route in table:
         if route.template_source != TEMPLATE_FROM_BACKEND:
             await route.template()
@@ -117,20 +124,25 @@ def create_app(config: GatewayConfig) -> web.Application:
     app[METRICS] = Metrics()
     app[KEY_RING] = KeyRing(config.auth)
     app[PROBE] = BackendProbe()
+    app[FLEET] = Fleet(config.limits.max_loaded_models)
+    app[METRICS].registry.register(FleetCollector(app[FLEET]))
 
     async def start_routes(app: web.Application) -> None:
         # Backends hold connection pools and locks, which belong to the running event loop.
         app[LIFECYCLE] = Lifecycle()
-        app[ROUTING_TABLE] = await start_routing_table(config)
+        app[ROUTING_TABLE] = await start_routing_table(config, app[FLEET])
         log.info("routes_ready", models=app[ROUTING_TABLE].public_names())
+        app[FLEET].preload()
         yield
         for backend in app[ROUTING_TABLE].backends:
             await backend.close()
+        await app[FLEET].close()  # every llama-server toolwire started stops with it
 
     app.cleanup_ctx.append(start_routes)
     app.router.add_get("/health", live)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
+    app.router.add_get("/health/models", models_status)
     app.router.add_get("/metrics", app[METRICS].handler)
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/chat/completions", chat_completions)

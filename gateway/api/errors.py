@@ -11,6 +11,7 @@ from typing import Any
 
 from adapters.backends.errors import (
     BackendError,
+    BackendLoadFailed,
     BackendProtocolError,
     BackendRejected,
     BackendTimeout,
@@ -98,6 +99,12 @@ def _from_fault(fault: faults.Fault) -> ApiError:
 
 def _from_backend_error(error: BackendError) -> ApiError:
     """One status per kind of backend fault."""
+    if isinstance(error, BackendLoadFailed):
+        # The model is not there now (it could not start, or keeps dying): try again later.
+        return ApiError(
+            503, error.message, type="server_error", code="model_load_failed",
+            headers={"Retry-After": str(max(1, round(error.retry_after)))},
+        )
     if isinstance(error, ContextLengthExceeded):
         return ApiError(400, error.message, param="messages", code="context_length_exceeded")
     if isinstance(error, BackendRejected):

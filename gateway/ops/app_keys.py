@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from adapters.backends.managed import Fleet
+
 from ..core.routing import RoutingTable
 from ..core.trace import RequestTrace
 from .auth import ApiKey, KeyRing
@@ -17,6 +19,7 @@ CONFIG = web.AppKey("config", GatewayConfig)
 METRICS = web.AppKey("metrics", Metrics)
 KEY_RING = web.AppKey("key_ring", KeyRing)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+FLEET = web.AppKey("fleet", Fleet)  # the llama-servers toolwire launched
 
 TRACE = web.RequestKey("trace", RequestTrace)
 API_KEY = web.RequestKey("api_key", ApiKey)
