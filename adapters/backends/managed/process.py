@@ -70,6 +70,9 @@ class ServerProcess:
         self.url = url
         self.port = port
         self.started_at = time.monotonic()
+        # Once serving, its per-request chatter ("slot ... processing task") is debug-level for
+        # us; while it loads, every line shows.
+        self.serving = False
         self._tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
         self._pump = asyncio.create_task(self._pump_log(), name=f"llama-server log ({backend})")
         self._exited = asyncio.create_task(process.wait(), name=f"llama-server exit ({backend})")
@@ -112,6 +115,7 @@ class ServerProcess:
                 async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
                     while True:
                         if await self._healthy(session):
+                            self.serving = True
                             return
                         done, _ = await asyncio.wait({self._exited}, timeout=0.1)
                         if done:
@@ -180,4 +184,6 @@ class ServerProcess:
         self._tail.append(line)
         match = _LOG_LINE.match(line)
         level, message = (_LEVELS[match[1]], match[2]) if match else ("info", line)
+        if level == "info" and self.serving:
+            level = "debug"
         getattr(log, level)("llama_server_log", backend=self.backend, pid=self.pid, line=message)
