@@ -20,10 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from openai import AsyncOpenAI, InternalServerError
 
 from adapters.backends.http import HttpSettings
-from adapters.backends.managed import Fleet, LaunchSpec
+from adapters.backends.managed import Fleet, LaunchSpec, supervisors_of
+from gateway.app import create_app
+from gateway.ops.app_keys import ROUTING_TABLE
+from gateway.ops.config import load_config
+from gateway.server import reload_routes
 from tests.support.real_llama import free_port
 
 TOOLWIRE = [sys.executable, "-m", "gateway"]
@@ -290,3 +295,31 @@ async def test_the_cap_on_loaded_models_evicts_the_least_recently_used() -> None
     finally:
         await fleet.close()
     assert second.status().pid is None
+
+
+async def test_a_reload_keeps_an_unchanged_server_and_stops_a_changed_one(tmp_path: Path) -> None:
+    path = tmp_path / "toolwire.yaml"
+
+    def write(launch: dict[str, Any]) -> None:
+        path.write_text(json.dumps({"limits": {"shutdown_grace": 0},
+                                    "backends": [{"name": "gemma", "type": "llamacpp", "launch": launch}],
+                                    "models": [route("gemma-3-270m", "gemma")]}))
+
+    write(LAUNCH)
+    app = create_app(load_config(path))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        [supervisor] = supervisors_of(app[ROUTING_TABLE].backends)
+        async with supervisor.lease():
+            pid = supervisor.status().pid
+        assert pid is not None and alive(pid)
+        await reload_routes(app, path)  # nothing changed: the same server serves the new table
+        assert supervisors_of(app[ROUTING_TABLE].backends) == [supervisor] and supervisor.status().pid == pid
+        write({**LAUNCH, "context_size": 1024})
+        await reload_routes(app, path)
+        [changed] = supervisors_of(app[ROUTING_TABLE].backends)
+        assert changed is not supervisor and changed.spec.context_size == 1024 and changed.state == "stopped"
+        assert supervisor.state == "stopped" and not alive(pid), "the old server stopped with its old table"
+    finally:
+        await runner.cleanup()
