@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
@@ -118,7 +119,7 @@ def create_app(config: GatewayConfig) -> web.Application:
     app[KEY_RING] = KeyRing(config.auth)
     app[PROBE] = BackendProbe()
 
-    async def start_routes(app: web.Application) -> None:
+    async def start_routes(app: web.Application) -> AsyncIterator[None]:
         # Backends hold connection pools and locks, which belong to the running event loop.
         app[LIFECYCLE] = Lifecycle()
         app[ROUTING_TABLE] = await start_routing_table(config)

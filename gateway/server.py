@@ -66,7 +66,8 @@ async def reload_routes(app: web.Application, config_path: Path) -> None:
         config = load_config(config_path)
         check_config(config, str(config_path))
         table = await start_routing_table(config)
-    except (ConfigError, Exception) as error:
+    # Whatever breaks a reload (config, templates, backends), the old table keeps serving.
+    except (ConfigError, Exception) as error:  # noqa: BLE001
         log.error("reload_rejected", path=str(config_path), error=str(error))
         return
     old = app[ROUTING_TABLE]

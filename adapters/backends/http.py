@@ -6,7 +6,6 @@ timeouts and error statuses into `BackendError`s lives here, once.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -68,7 +67,7 @@ class BackendHttp:
                 yield response
         except BackendError:
             raise
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as error:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as error:
             raise BackendTimeout(
                 self.backend, f"backend '{self.backend}' did not answer in time ({_describe(error)})"
             ) from error
@@ -106,7 +105,7 @@ async def iter_lines(response: aiohttp.ClientResponse, backend: str) -> AsyncIte
     try:
         async for line in response.content:
             yield line
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as error:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as error:
         raise BackendTimeout(backend, f"backend '{backend}' stopped sending mid-answer (read timeout)") from error
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionError) as error:
         raise BackendProtocolError(backend, f"backend '{backend}' closed the connection mid-answer") from error

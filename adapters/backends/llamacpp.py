@@ -10,8 +10,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import BackendEvent, Finish, GenerationRequest, TemplateInfo, TextPiece, Usage, drop_none, sampler_fields
-from .errors import BackendProtocolError, BackendRejected, TemplateUnavailable
+from .base import (
+    BackendEvent,
+    Finish,
+    GenerationRequest,
+    TemplateInfo,
+    TextPiece,
+    Usage,
+    drop_none,
+    sampler_fields,
+)
+from .errors import BackendError, BackendProtocolError, BackendRejected, TemplateUnavailable
 from .http import BackendHttp, HttpSettings, error_message, iter_lines, parse_json
 
 # llama-server's stop_type -> OpenAI finish_reason. "none" means it stopped for no reason it
@@ -109,7 +118,7 @@ class LlamaCppBackend:
         try:
             async with self._http.request("GET", "/health"):
                 return True
-        except Exception:
+        except BackendError:
             return False
 
     async def list_models(self) -> list[str] | None:

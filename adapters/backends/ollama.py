@@ -14,7 +14,16 @@ from typing import Any
 
 import structlog
 
-from .base import BackendEvent, Finish, GenerationRequest, TemplateInfo, TextPiece, Usage, drop_none, sampler_fields
+from .base import (
+    BackendEvent,
+    Finish,
+    GenerationRequest,
+    TemplateInfo,
+    TextPiece,
+    Usage,
+    drop_none,
+    sampler_fields,
+)
 from .errors import (
     BackendError,
     BackendProtocolError,
@@ -126,7 +135,7 @@ class OllamaBackend:
         try:
             async with self._http.request("GET", "/api/version"):
                 return True
-        except Exception:
+        except BackendError:
             return False
 
     async def list_models(self) -> list[str] | None:

@@ -9,12 +9,27 @@ releases: a flat `{"object": "error", ...}`), still followed by `[DONE]`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from .base import BackendEvent, Finish, FinishReason, GenerationRequest, TemplateInfo, TextPiece, Usage, drop_none
-from .errors import BackendError, BackendProtocolError, BackendRejected, ContextLengthExceeded, TemplateUnavailable
+from .base import (
+    BackendEvent,
+    Finish,
+    FinishReason,
+    GenerationRequest,
+    TemplateInfo,
+    TextPiece,
+    Usage,
+    drop_none,
+)
+from .errors import (
+    BackendError,
+    BackendProtocolError,
+    BackendRejected,
+    ContextLengthExceeded,
+    TemplateUnavailable,
+)
 from .http import BackendHttp, HttpSettings, error_message, iter_lines, parse_json
 
 # Sent when neither the request nor the route sets max_tokens and the server cannot tell what is
@@ -85,7 +100,7 @@ class OpenAICompletionsBackend:
 
     async def _read_stream(
         self, lines: AsyncIterator[bytes], request: GenerationRequest
-    ) -> AsyncIterator[BackendEvent]:
+    ) -> AsyncGenerator[BackendEvent, None]:
         # End-of-turn text the server printed (EOS, the template's end-of-turn, a stop string) is
         # held back while it ends what arrived, and dropped if the generation ends there.
         markers = tuple(dict.fromkeys(m for m in (request.eos_token, *request.stop) if m))
@@ -131,7 +146,9 @@ class OpenAICompletionsBackend:
 
     def _stream_error(self, chunk: dict[str, Any]) -> BackendError:
         message, _ = error_message(chunk)
-        error = chunk.get("error") if isinstance(chunk.get("error"), dict) else chunk
+        error = chunk.get("error")
+        if not isinstance(error, dict):
+            error = chunk
         code = error.get("code")
         status = code if isinstance(code, int) else None
         text = f"backend '{self.name}' failed mid-stream: {message}"
@@ -150,7 +167,7 @@ class OpenAICompletionsBackend:
         try:
             async with self._http.request("GET", self.health_path):
                 return True
-        except Exception:
+        except BackendError:
             return False
 
     async def list_models(self) -> list[str] | None:

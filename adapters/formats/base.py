@@ -30,11 +30,16 @@ def random_id(length: int) -> str:
 class TemplateTraits(Protocol):
     """What a format needs to know about the chat template it writes into."""
 
-    supports_system_role: bool
-    supports_tools: bool
-    supports_tool_calls: bool
-    supports_tool_role: bool
-    requires_object_arguments: bool
+    @property
+    def supports_system_role(self) -> bool: ...
+    @property
+    def supports_tools(self) -> bool: ...
+    @property
+    def supports_tool_calls(self) -> bool: ...
+    @property
+    def supports_tool_role(self) -> bool: ...
+    @property
+    def requires_object_arguments(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

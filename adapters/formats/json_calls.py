@@ -162,7 +162,7 @@ class JsonCallScanner:
                 continue
             if expect == _Expect.SCALAR:
                 match = _SCALAR_CHARS.match(text, i)
-                end = match.end()
+                end = match.end() if match else i
                 self._scalar.append(text[i:end])
                 if end == n:
                     i = n
@@ -186,9 +186,10 @@ class JsonCallScanner:
             if expect in (_Expect.VALUE, _Expect.VALUE_OR_CLOSE):
                 if expect == _Expect.VALUE_OR_CLOSE and char == "]":
                     i += 1
-                    args_from = self._close_container(text, args_from, i)
-                    if isinstance(args_from, ScanResult):
-                        return args_from
+                    closed = self._close_container(text, args_from, i)
+                    if isinstance(closed, ScanResult):
+                        return closed
+                    args_from = closed
                     continue
                 problem = self._check_value_start(char)
                 if problem:
@@ -227,9 +228,10 @@ class JsonCallScanner:
             if expect in (_Expect.KEY_OR_CLOSE, _Expect.KEY):
                 if char == "}" and expect == _Expect.KEY_OR_CLOSE:
                     i += 1
-                    args_from = self._close_container(text, args_from, i)
-                    if isinstance(args_from, ScanResult):
-                        return args_from
+                    closed = self._close_container(text, args_from, i)
+                    if isinstance(closed, ScanResult):
+                        return closed
+                    args_from = closed
                     continue
                 if char != '"':
                     return self._fail(i, "expected a quoted key")
@@ -252,9 +254,10 @@ class JsonCallScanner:
                 continue
             if (char == "}" and self._stack[-1] == "{") or (char == "]" and self._stack[-1] == "["):
                 i += 1
-                args_from = self._close_container(text, args_from, i)
-                if isinstance(args_from, ScanResult):
-                    return args_from
+                closed = self._close_container(text, args_from, i)
+                if isinstance(closed, ScanResult):
+                    return closed
+                args_from = closed
                 continue
             return self._fail(i, f"unexpected {char!r}")
         if args_from >= 0 and args_from < i:

@@ -146,9 +146,9 @@ class NameArgsScanner:
                     self._inner = JsonCallScanner(self._indexer, self._events)
                     continue
                 self._stage = _Stage.NAME
-            result = self._step(char, i)
-            if result is not None:
-                return result
+            step = self._step(char, i)
+            if step is not None:
+                return step
             if self._stage != _Stage.ARGUMENTS:  # else `{` began the arguments: the JSON scanner reads it
                 i += 1
         return ScanResult(ScanStatus.MORE, n)

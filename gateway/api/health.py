@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -50,7 +51,7 @@ async def ready(request: web.Request) -> web.Response:
         for route in table
         if not backends[route.backend.name]
     ]
-    body = {"status": "not_ready" if problems else "ready", "backends": backends}
+    body: dict[str, Any] = {"status": "not_ready" if problems else "ready", "backends": backends}
     if problems:
         body["problems"] = problems
     return json_response(body, status=503 if problems else 200)

@@ -4,7 +4,7 @@ the same `ChatJob` that chat completions run on. Input items live in responses_i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
@@ -172,7 +172,7 @@ def _tool_choice(choice: Any, tools: list[ToolSpec]) -> tuple[list[ToolSpec], To
     if choice is None or isinstance(choice, str):
         if choice == "required" and not tools:
             raise InvalidRequest("'tool_choice' is 'required' but no tools were given.", param="tool_choice")
-        return tools, choice or "auto"
+        return tools, cast(ToolChoice, choice or "auto")
     if isinstance(choice, ToolChoiceFunction):
         if choice.name not in names:
             raise InvalidRequest(f"'tool_choice' names the function '{choice.name}', which is not among the given tools.",

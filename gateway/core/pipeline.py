@@ -6,7 +6,7 @@ Streaming and non-streaming responses both consume `run_chat`; they differ only 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
 
 import structlog
@@ -39,7 +39,9 @@ class Completed:
 PipelineEvent = Started | ParseEvent | Completed
 
 
-async def run_chat(job: ChatJob, route: Route, trace: RequestTrace | None = None) -> AsyncIterator[PipelineEvent]:
+async def run_chat(
+    job: ChatJob, route: Route, trace: RequestTrace | None = None
+) -> AsyncGenerator[PipelineEvent, None]:
     trace = trace or RequestTrace("", "chat")
     upstream_model = route.upstream_for(job.model)
     template, tool_format = await route.template(upstream_model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -143,7 +144,7 @@ class RoutingTable:
     def route_for_name(self, name: str) -> Route:
         return self._exact.get(name) or self._routes[name]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Route]:
         return iter(self._routes.values())
 
     @property

@@ -43,7 +43,6 @@ class Metrics:
             "toolwire_backend_errors", "Backend faults by backend and kind.", ["backend", "kind"], registry=r
         )
         self.streams = Gauge("toolwire_streams_in_flight", "Streamed responses being sent now.", registry=r)
-        self.queued = Gauge("toolwire_queued_requests", "Requests waiting for a backend slot.", ["backend"], registry=r)
 
     async def handler(self, request: web.Request) -> web.Response:
         response = web.Response(body=generate_latest(self.registry))
