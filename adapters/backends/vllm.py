@@ -15,7 +15,7 @@ from typing import Any
 
 from .base import BackendEvent, Finish, FinishReason, GenerationRequest, TemplateInfo, TextPiece, Usage, drop_none
 from .errors import BackendError, BackendProtocolError, BackendRejected, ContextLengthExceeded, TemplateUnavailable
-from .http import BackendHttp, HttpSettings, error_message, iter_lines, parse_json
+from .http import BackendHttp, HttpSettings, error_message, parse_json
 
 # Sent when neither the request nor the route sets max_tokens and the server cannot tell what is
 # left of the context: OpenAI's own default (16) would cut almost every answer short.
@@ -73,7 +73,7 @@ class OpenAICompletionsBackend:
         try:
             async with (
                 self._http.request("POST", "/v1/completions", body) as response,
-                aclosing(self._read_stream(iter_lines(response, self.name), request)) as events,
+                aclosing(self._read_stream(self._http.lines(response), request)) as events,
             ):
                 async for event in events:
                     yield event
@@ -84,39 +84,49 @@ class OpenAICompletionsBackend:
             raise ContextLengthExceeded(self.name, error.message, status=error.status) from error
 
     async def _read_stream(
-        self, lines: AsyncIterator[bytes], request: GenerationRequest
+        self, reads: AsyncIterator[list[bytes]], request: GenerationRequest
     ) -> AsyncIterator[BackendEvent]:
         # End-of-turn text the server printed (EOS, the template's end-of-turn, a stop string) is
         # held back while it ends what arrived, and dropped if the generation ends there.
         markers = tuple(dict.fromkeys(m for m in (request.eos_token, *request.stop) if m))
         held, reason, stop_word, usage = "", None, None, Usage()
-        async for line in lines:
-            if not line.startswith(b"data:"):
-                continue  # blank separators, SSE comments
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                if reason is None:
-                    raise self._broken("ended the stream without a finish_reason")
-                yield Finish(reason, usage, stop_word)
-                return
-            chunk = parse_json(self.name, data)
-            if not isinstance(chunk, dict):
-                raise self._broken("sent a chunk that is not a JSON object")
-            if "error" in chunk or chunk.get("object") == "error":
-                raise self._stream_error(chunk)
-            for choice in chunk.get("choices") or ():
-                if not isinstance(choice, dict):
-                    raise self._broken("sent a choice that is not a JSON object")
-                if choice.get("text"):
-                    text, held = _split_trailing(held + choice["text"], markers)
-                    if text:
-                        yield TextPiece(text)
-                if choice.get("finish_reason"):
-                    reason = self._finish_reason(choice["finish_reason"])
-                    stop = choice.get("stop_reason")
-                    stop_word = stop if isinstance(stop, str) else None
-            if isinstance(chunk.get("usage"), dict):
-                usage = _usage(chunk["usage"])
+        async for lines in reads:
+            texts: list[str] = []
+            for line in lines:
+                if not line.startswith(b"data:"):
+                    continue  # blank separators, SSE comments
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    if reason is None:
+                        raise self._broken("ended the stream without a finish_reason")
+                    if texts:
+                        text, _ = _split_trailing(held + "".join(texts), markers)
+                        if text:
+                            yield TextPiece(text)
+                    yield Finish(reason, usage, stop_word)
+                    return
+                chunk = parse_json(self.name, data)
+                if not isinstance(chunk, dict):
+                    raise self._broken("sent a chunk that is not a JSON object")
+                if "error" in chunk or chunk.get("object") == "error":
+                    if texts:  # what came before the error still reaches the client
+                        yield TextPiece(held + "".join(texts))
+                    raise self._stream_error(chunk)
+                for choice in chunk.get("choices") or ():
+                    if not isinstance(choice, dict):
+                        raise self._broken("sent a choice that is not a JSON object")
+                    if choice.get("text"):
+                        texts.append(choice["text"])
+                    if choice.get("finish_reason"):
+                        reason = self._finish_reason(choice["finish_reason"])
+                        stop = choice.get("stop_reason")
+                        stop_word = stop if isinstance(stop, str) else None
+                if isinstance(chunk.get("usage"), dict):
+                    usage = _usage(chunk["usage"])
+            if texts:
+                text, held = _split_trailing(held + "".join(texts), markers)
+                if text:
+                    yield TextPiece(text)
         raise self._broken("ended the stream without 'data: [DONE]'")
 
     def _broken(self, what: str) -> BackendProtocolError:
@@ -205,6 +215,8 @@ class VllmBackend(OpenAICompletionsBackend):
 def _split_trailing(text: str, markers: tuple[str, ...]) -> tuple[str, str]:
     """Split off the run of whole markers that ends text: (text to send now, markers held back)."""
     end = len(text)
+    if not markers or not text.endswith(markers):
+        return text, ""  # the usual case, decided in one call
     while marker := next((m for m in markers if text.endswith(m, 0, end)), None):
         end -= len(marker)
     return text[:end], text[end:]

@@ -20,7 +20,7 @@ from adapters.formats.events import ParseEvent
 
 from ..core.faults import Fault, GenerationIncomplete, RequestTimedOut
 from ..core.job import ChatJob
-from ..core.pipeline import Completed, PipelineEvent, Started, run_chat
+from ..core.pipeline import Completed, PipelineEvent, run_chat
 from ..core.routing import Route
 from ..core.trace import RequestTrace
 from ..ops.app_keys import API_KEY, CONFIG, METRICS, ROUTING_TABLE, TRACE
@@ -96,10 +96,11 @@ async def _collect(events: AsyncIterator[PipelineEvent], collector: Collector, d
     try:
         async with asyncio.timeout_at(deadline):
             async for event in events:
-                if isinstance(event, Completed):
+                if isinstance(event, list):
+                    for parsed in event:
+                        collector.add(parsed)
+                elif isinstance(event, Completed):
                     return await collector.result(event)
-                if not isinstance(event, Started):
-                    collector.add(event)
     except TimeoutError:
         raise RequestTimedOut(limit) from None
     raise GenerationIncomplete()
@@ -150,28 +151,39 @@ async def _pump(
     limit: float,
     trace: RequestTrace,
 ) -> ApiError | None:
-    """Write the stream; a fault along the way is returned, never raised past the headers."""
+    """Write the stream; a fault along the way is returned, never raised past the headers.
+
+    One write per batch of events (all that one backend read produced): under load that is one
+    send for several chunks. The opening goes out with the first batch, which follows it at once.
+    """
+    pending = b""
     try:
-        await response.write(encoder.opening())
+        pending = encoder.opening()
         async with asyncio.timeout_at(deadline):
             while not isinstance(event, Completed):
-                if not isinstance(event, Started):
-                    data = encoder.event(event)
+                if isinstance(event, list):
+                    data = b"".join([encoder.event(parsed) for parsed in event])
+                    if pending:
+                        data, pending = pending + data, b""
                     if data:
                         await response.write(data)
                 event = await anext(events)
-            await response.write(await encoder.closing(event))
+            data, pending = pending + await encoder.closing(event), b""
+            await response.write(data)
+        return None
     except ConnectionError:
         raise  # the client is gone: nobody to tell
     except TimeoutError:
-        return api_error(RequestTimedOut(limit))
+        error = api_error(RequestTimedOut(limit))
     except StopAsyncIteration:
-        return api_error(GenerationIncomplete())
+        error = api_error(GenerationIncomplete())
     except BackendError as failure:
         trace.error_kind = failure.kind
-        return api_error(failure)
+        error = api_error(failure)
     except Exception as failure:
         if not isinstance(failure, Fault | ApiError):
             log.exception("stream_internal_error")
-        return api_error(failure)
-    return None
+        error = api_error(failure)
+    if pending:  # the surface's opening still comes before its error event
+        await response.write(pending)
+    return error
