@@ -82,7 +82,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.llamacpp import _segments, _Vocab, split_text
-from tests.fakes.server import LoopbackServer
+from tests.fakes.server import MAX_REQUEST_BYTES, LoopbackServer
 
 ScriptEnd = Literal["eos", "abort", "none"]
 
@@ -311,7 +311,7 @@ class FakeVllmServer(LoopbackServer):
     # ---- lifecycle ------------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware])
+        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_REQUEST_BYTES)
         app.router.add_get("/health", self._health)
         app.router.add_get("/version", self._version)
         app.router.add_get("/v1/models", self._models)
