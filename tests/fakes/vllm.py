@@ -205,7 +205,11 @@ class _Generation:
             self.finish_reason = "length"
         if not stop_terminated or params.include_stop_str:
             new = server.printed(chunk, params.skip_special_tokens)
-            self.text += new
+            # Appended with the attribute let go first, so CPython grows the string in place: a long
+            # answer stays linear, as a model's output is.
+            text, self.text = self.text, ""
+            text += new
+            self.text = text
             self._check_stop_strings(len(new))
         if stop_terminated and server.eos_in_text and not params.skip_special_tokens:
             self.text += chunk  # the deviation: a server that prints its end token
