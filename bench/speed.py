@@ -382,6 +382,8 @@ async def memory_leg(reply_url: str, open_streams: int) -> dict[str, float]:
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
     levels = {1: 20, 8: 48, 32: 128} if quick else {1: 60, 8: 160, 32: 320}
+    if args.levels:
+        levels = {int(c): int(n) for c, n in (level.split(":") for level in args.levels.split(","))}
     upstream_chunks = len(range(0, len(REPLY), CHUNK))
     result: dict[str, Any] = {"loadavg_before": os.getloadavg()[0], "cpus": os.cpu_count(),
                               "reply_chars": len(REPLY), "upstream_chunks": upstream_chunks}
@@ -393,7 +395,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             await check_answer(gateway_url, CHAT, TEXT, "get_weather", ARGUMENTS)
             print(f"Streams: {len(REPLY)}-character reply in {upstream_chunks} chunks of {CHUNK}", flush=True)
             result["load"] = await legs(f"{fake_url}/v1/completions", direct, gateway_url, levels, 2, upstream_chunks)
-        if args.profile:
+        if args.profile or args.load_only:
             return result
         if args.workers_compare:
             print("Workers: gateway streams at c=32, 1 vs 2 worker processes", flush=True)
@@ -425,6 +427,8 @@ def main() -> None:
     parser.add_argument("--workers-compare", action="store_true", help="also 1 vs 2 gateway workers")
     parser.add_argument("--rss", action="store_true", help="also memory at idle and with 1,000 open streams")
     parser.add_argument("--profile", help="record the gateway with py-spy (raw stacks to this file); load legs only")
+    parser.add_argument("--levels", help="concurrency:requests pairs, e.g. 1:200,32:600")
+    parser.add_argument("--load-only", action="store_true", help="only the direct vs gateway streams")
     parser.add_argument("--gateway-root", help="run the gateway from another source tree (before/after)")
     parser.add_argument("--loop", default="auto", help="the gateway's --loop")
     parser.add_argument("--serve-fake", help=argparse.SUPPRESS)
