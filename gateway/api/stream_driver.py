@@ -106,6 +106,13 @@ async def _collect(events: AsyncIterator[PipelineEvent], collector: Collector, d
     raise GenerationIncomplete()
 
 
+class _SseResponse(web.StreamResponse):
+    """Headers wait for the first body write and go out in the same send (aiohttp's switch for
+    it; a stream's headers already wait for the backend's first text)."""
+
+    _send_headers_immediately = False
+
+
 async def _stream(
     request: web.Request,
     events: AsyncIterator[PipelineEvent],
@@ -122,19 +129,19 @@ async def _stream(
     except StopAsyncIteration:
         raise GenerationIncomplete() from None
     encoder = new_encoder()
-    response = web.StreamResponse(headers={**SSE_HEADERS, "X-Request-ID": request[TRACE].request_id})
+    response = _SseResponse(headers={**SSE_HEADERS, "X-Request-ID": request[TRACE].request_id})
     await response.prepare(request)
     streams = request.app[METRICS].streams
     streams.inc()
     try:
         trace = request[TRACE]
-        error = await _pump(response, encoder, events, event, deadline, limit, trace)
-        if error is not None:
-            log.warning("stream_failed", request_id=trace.request_id, status=error.status, code=error.code,
-                        message=error.message)
+        ending = await _pump(response, encoder, events, event, deadline, limit, trace)
+        if isinstance(ending, ApiError):
+            log.warning("stream_failed", request_id=trace.request_id, status=ending.status, code=ending.code,
+                        message=ending.message)
             # After the headers, the only honest way to fail is the surface's error event.
-            await response.write(await encoder.failure(error))
-        await response.write_eof()
+            ending = await encoder.failure(ending)
+        await response.write_eof(ending)  # the last events and the body's end in one send
     except ConnectionError:
         log.info("client_disconnected", request_id=request[TRACE].request_id)
     finally:
@@ -150,8 +157,9 @@ async def _pump(
     deadline: float,
     limit: float,
     trace: RequestTrace,
-) -> ApiError | None:
-    """Write the stream; a fault along the way is returned, never raised past the headers.
+) -> bytes | ApiError:
+    """Write the stream up to its closing events, which are returned (to go out with the body's
+    end); a fault along the way is returned, never raised past the headers.
 
     One write per batch of events (all that one backend read produced): under load that is one
     send for several chunks. The opening goes out with the first batch, which follows it at once.
@@ -168,9 +176,7 @@ async def _pump(
                     if data:
                         await response.write(data)
                 event = await anext(events)
-            data, pending = pending + await encoder.closing(event), b""
-            await response.write(data)
-        return None
+            return pending + await encoder.closing(event)
     except ConnectionError:
         raise  # the client is gone: nobody to tell
     except TimeoutError:

@@ -92,7 +92,8 @@ async def run_chat(job: ChatJob, route: Route, trace: RequestTrace | None = None
             trace.mark_first_token()
             if trace.debug:
                 raw.append(piece.text)
-            if events := checker.check(parser.feed(piece.text)):
+            events = checker.check(parser.feed(piece.text))
+            if events or piece is first:  # the first, even empty: the stream's opening goes out now
                 yield events
             piece = await backend.next()
         assert isinstance(piece, Finish), "backends end every generation with a Finish"
