@@ -67,6 +67,7 @@ def build_routing_table(config: GatewayConfig) -> RoutingTable:
                 connect_timeout=backend.timeouts.connect,
                 read_timeout=backend.timeouts.read,
                 max_connections=backend.max_connections,
+                max_line_bytes=backend.max_line_bytes,
             ),
         )
         for backend in config.backends

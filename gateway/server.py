@@ -24,12 +24,13 @@ from .ops.config import ConfigError, GatewayConfig, load_config
 log = structlog.get_logger("toolwire.server")
 
 
-async def serve(config: GatewayConfig, config_path: Path, host: str, port: int) -> None:
+async def serve(config: GatewayConfig, config_path: Path, host: str, port: int, *, reuse_port: bool = False) -> None:
+    """Serve until SIGTERM; `reuse_port` lets several worker processes share the port."""
     app = create_app(config)
     # The drain below already waited for requests in flight: what is left is cancelled at once.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
     log.info("listening", url=f"http://{host}:{port}/v1", models=len(config.models))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -97,7 +97,8 @@ async def test_corpus_stream_and_non_stream_agree(client: AsyncOpenAI, fake_llam
 
 async def test_stream_deltas_follow_openai_rules(client: AsyncOpenAI, fake_llama: FakeLlamaServer) -> None:
     output = hermes_call("get_weather", '{"city": "' + "long " * 60 + '"}') + "\n" + hermes_call("get_time", "{}")
-    fake_llama.script(Scripted(split_text(output, every=4)))
+    # A model writes a token at a time: paced, each piece arrives in its own read and its own delta.
+    fake_llama.script(Scripted(split_text(output, every=4), delay=0.002))
     stream = await ask(client, stream=True, stream_options={"include_usage": True})
     chunks = [chunk async for chunk in stream]
     assert chunks[0].choices[0].delta.role == "assistant"

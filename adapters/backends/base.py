@@ -1,7 +1,9 @@
 """The one small interface every backend implements, and the plain types that cross it.
 
 A backend turns a rendered prompt plus sampling parameters into an async stream of text pieces,
-ending with one `Finish`. It knows its own wire format; nothing above it does.
+ending with one `Finish`. It knows its own wire format; nothing above it does. A piece is all the
+text one read from the socket carried (one token when idle, several under load), so the layers
+above pay their per-event cost once per read, not once per upstream chunk.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class TextPiece:
-    """A piece of generated text, as the backend streamed it."""
+    """Generated text: everything one read from the backend carried, never empty."""
 
     text: str
 

@@ -22,6 +22,7 @@ from .errors import (
     BackendUnreachable,
     ContextLengthExceeded,
 )
+from .lines import DEFAULT_MAX_LINE_BYTES, read_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class HttpSettings:
     connect_timeout: float = 5.0
     read_timeout: float = 300.0  # max silence between two bytes, not a cap on the whole answer
     max_connections: int = 64
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES  # the longest stream line accepted
 
 
 class BackendHttp:
@@ -82,6 +84,10 @@ class BackendHttp:
         except aiohttp.ClientError as error:
             raise BackendUnreachable(self.backend, f"backend '{self.backend}' failed: {_describe(error)}") from error
 
+    def lines(self, response: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+        """The streamed body as batches of lines, one batch per read (see `lines.read_lines`)."""
+        return read_lines(response, self.backend, self.settings.max_line_bytes)
+
     async def get_json(self, path: str) -> Any:
         async with self.request("GET", path) as response:
             return parse_json(self.backend, await response.read())
@@ -98,17 +104,6 @@ class BackendHttp:
         if 400 <= status < 500 and status not in (401, 403, 404, 408, 429):
             return BackendRejected(self.backend, text, status=status)
         return BackendError(self.backend, text, status=status)
-
-
-async def iter_lines(response: aiohttp.ClientResponse, backend: str) -> AsyncIterator[bytes]:
-    """The response body line by line, with faults mid-stream mapped to `BackendError`s."""
-    try:
-        async for line in response.content:
-            yield line
-    except (TimeoutError, aiohttp.ServerTimeoutError) as error:
-        raise BackendTimeout(backend, f"backend '{backend}' stopped sending mid-answer (read timeout)") from error
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionError) as error:
-        raise BackendProtocolError(backend, f"backend '{backend}' closed the connection mid-answer") from error
 
 
 def parse_json(backend: str, data: bytes | str) -> Any:

@@ -21,7 +21,7 @@ from .base import (
     sampler_fields,
 )
 from .errors import BackendError, BackendProtocolError, BackendRejected, TemplateUnavailable
-from .http import BackendHttp, HttpSettings, error_message, iter_lines, parse_json
+from .http import BackendHttp, HttpSettings, error_message, parse_json
 
 # llama-server's stop_type -> OpenAI finish_reason. "none" means it stopped for no reason it
 # could name (e.g. the slot was released); treat it as a normal stop.
@@ -68,21 +68,29 @@ class LlamaCppBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
         async with self._http.request("POST", "/completion", self.completion_body(request)) as response:
-            async for line in iter_lines(response, self.name):
-                if not line.startswith(b"data:"):
-                    continue  # blank separators and `:` keep-alive pings
-                chunk = parse_json(self.name, line[5:])
-                if not isinstance(chunk, dict):
-                    raise BackendProtocolError(self.name, f"backend '{self.name}' sent a non-object chunk")
-                if "error" in chunk:
-                    message, _ = error_message(chunk)
-                    raise BackendRejected(self.name, f"backend '{self.name}' failed mid-stream: {message}")
-                text = chunk.get("content")
-                if text:
-                    yield TextPiece(text)
-                if chunk.get("stop"):
-                    yield self._finish(chunk)
-                    return
+            async for lines in self._http.lines(response):
+                texts: list[str] = []
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue  # blank separators and `:` keep-alive pings
+                    chunk = parse_json(self.name, line[5:])
+                    if not isinstance(chunk, dict):
+                        raise BackendProtocolError(self.name, f"backend '{self.name}' sent a non-object chunk")
+                    if "error" in chunk:
+                        message, _ = error_message(chunk)
+                        if texts:  # what came before the error still reaches the client
+                            yield TextPiece("".join(texts))
+                        raise BackendRejected(self.name, f"backend '{self.name}' failed mid-stream: {message}")
+                    text = chunk.get("content")
+                    if text:
+                        texts.append(text)
+                    if chunk.get("stop"):
+                        if texts:
+                            yield TextPiece("".join(texts))
+                        yield self._finish(chunk)
+                        return
+                if texts:
+                    yield TextPiece("".join(texts))
         raise BackendProtocolError(self.name, f"backend '{self.name}' ended the stream without its final chunk")
 
     def _finish(self, chunk: dict[str, Any]) -> Finish:

@@ -36,7 +36,8 @@ class Completed:
     usage: Usage
 
 
-PipelineEvent = Started | ParseEvent | Completed
+# Parser events come in lists: all the events of one backend read, so the edge can write them at once.
+PipelineEvent = Started | list[ParseEvent] | Completed
 
 
 async def run_chat(
@@ -85,20 +86,21 @@ async def run_chat(
             conversation.tools, route.validators, constrained=decoding.constraint is not None, one_call=decoding.one_call
         )
         # The prefill is text the model "wrote": it opens the call the model goes on with.
-        for event in checker.check(parser.feed(decoding.prefill)):
-            yield event
+        if events := checker.check(parser.feed(decoding.prefill)):
+            yield events
         raw: list[str] = []
         piece: BackendEvent | None = first
         while isinstance(piece, TextPiece):
             trace.mark_first_token()
             if trace.debug:
                 raw.append(piece.text)
-            for event in checker.check(parser.feed(piece.text)):
-                yield event
+            events = checker.check(parser.feed(piece.text))
+            if events or piece is first:  # the first, even empty: the stream's opening goes out now
+                yield events
             piece = await backend.next()
         assert isinstance(piece, Finish), "backends end every generation with a Finish"
-        for event in checker.check(parser.close()):
-            yield event
+        if events := checker.check(parser.close()):
+            yield events
     finally:
         await backend.close()
     trace.usage, trace.tool_calls, trace.malformed_calls = piece.usage, checker.calls, parser.failed_calls

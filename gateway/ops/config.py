@@ -69,6 +69,8 @@ class BackendConfig(_Section):
     api_key: str | None = None
     timeouts: TimeoutsConfig = TimeoutsConfig()
     max_connections: int = Field(default=_CONNECTION.max_connections, gt=0)
+    # The longest line a backend's stream may send (llama-server's last event echoes the prompt).
+    max_line_bytes: int = Field(default=_CONNECTION.max_line_bytes, gt=0)
     # Requests generating on this backend at once; more wait in a bounded queue, then get 429.
     max_concurrency: int = Field(default=16, gt=0)
     queue_size: int = Field(default=64, ge=0)

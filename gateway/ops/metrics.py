@@ -12,6 +12,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .metrics_shared import exposed_registry
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
@@ -42,9 +44,11 @@ class Metrics:
         self.backend_errors = Counter(
             "toolwire_backend_errors", "Backend faults by backend and kind.", ["backend", "kind"], registry=r
         )
-        self.streams = Gauge("toolwire_streams_in_flight", "Streamed responses being sent now.", registry=r)
+        # livesum: with several workers, the sum over the workers alive (ignored with one process).
+        self.streams = Gauge("toolwire_streams_in_flight", "Streamed responses being sent now.", registry=r,
+                             multiprocess_mode="livesum")
 
     async def handler(self, request: web.Request) -> web.Response:
-        response = web.Response(body=generate_latest(self.registry))
+        response = web.Response(body=generate_latest(exposed_registry(self.registry)))
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return response

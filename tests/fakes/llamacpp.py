@@ -99,7 +99,7 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
-from tests.fakes.server import LoopbackServer
+from tests.fakes.server import MAX_REQUEST_BYTES, LoopbackServer
 
 StopType = Literal["eos", "limit", "none"]
 # A reply worked out from the prompt text, as a model reads its context (e.g. answers from a tool result).
@@ -924,7 +924,7 @@ class FakeLlamaServer(LoopbackServer):
     # ---- lifecycle ------------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware])
+        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_REQUEST_BYTES)
         app.router.add_get("/health", self._health)
         app.router.add_get("/v1/health", self._health)
         app.router.add_get("/props", self._props)

@@ -77,7 +77,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.llamacpp import split_text
-from tests.fakes.server import LoopbackServer
+from tests.fakes.server import MAX_REQUEST_BYTES, LoopbackServer
 
 DoneReason = Literal["stop", "length"]
 
@@ -280,7 +280,7 @@ class FakeOllama(LoopbackServer):
 
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._not_found])
+        app = web.Application(middlewares=[self._not_found], client_max_size=MAX_REQUEST_BYTES)
         app.router.add_get("/", self._root)
         app.router.add_get("/api/version", self._version)
         app.router.add_get("/api/tags", self._tags)

@@ -10,6 +10,8 @@ from typing import Self
 from aiohttp import web
 
 _POLL_SECONDS = 0.01
+# The real servers take prompts of many megabytes; aiohttp's default body limit is 1 MiB.
+MAX_REQUEST_BYTES = 256 * 1024 * 1024
 
 
 class LoopbackServer:

@@ -82,7 +82,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.llamacpp import _segments, _Vocab, split_text
-from tests.fakes.server import LoopbackServer
+from tests.fakes.server import MAX_REQUEST_BYTES, LoopbackServer
 
 ScriptEnd = Literal["eos", "abort", "none"]
 
@@ -205,7 +205,11 @@ class _Generation:
             self.finish_reason = "length"
         if not stop_terminated or params.include_stop_str:
             new = server.printed(chunk, params.skip_special_tokens)
-            self.text += new
+            # Appended with the attribute let go first, so CPython grows the string in place: a long
+            # answer stays linear, as a model's output is.
+            text, self.text = self.text, ""
+            text += new
+            self.text = text
             self._check_stop_strings(len(new))
         if stop_terminated and server.eos_in_text and not params.skip_special_tokens:
             self.text += chunk  # the deviation: a server that prints its end token
@@ -311,7 +315,7 @@ class FakeVllmServer(LoopbackServer):
     # ---- lifecycle ------------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware])
+        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_REQUEST_BYTES)
         app.router.add_get("/health", self._health)
         app.router.add_get("/version", self._version)
         app.router.add_get("/v1/models", self._models)
