@@ -96,21 +96,30 @@ class BackendPool:
 
     async def pick(self, exclude: set[str], affinity: Affinity | None = None) -> PoolMember | None:
         """The backend for the next attempt, counted in flight at once (release it with `lease`);
-        None when every backend not yet tried is out."""
+        None when every backend not yet tried is out.
+
+        Open breakers steer requests to the backends still in; they never refuse a request on their
+        own: when every backend of the model is out, its first attempt still goes to one of them
+        (the client gets that backend's own error, and readiness reports the model as down)."""
         candidates = [member for member in self.members if member.name not in exclude]
         if not candidates:
             return None
         preferred = await self._session_backend(affinity) if self.strategy == "affinity" else None
         board = self.router.board
         await board.sync()
-        for member in self._ordered(candidates, preferred):
+        ordered = self._ordered(candidates, preferred)
+        chosen: PoolMember | None = None
+        for member in ordered:
             state = board.state(member.name)
-            if state == "open" or (state == "half_open" and not await board.claim_probe(member.name)):
-                continue
+            if state == "closed" or (state == "half_open" and await board.claim_probe(member.name)):
+                chosen = member
+                break
+        if chosen is None and not exclude:
+            chosen = ordered[0]  # the last resort
+        if chosen is not None:
             in_flight = self.router.load.in_flight
-            in_flight[member.name] = in_flight.get(member.name, 0) + 1
-            return member
-        return None
+            in_flight[chosen.name] = in_flight.get(chosen.name, 0) + 1
+        return chosen
 
     @asynccontextmanager
     async def lease(self, member: PoolMember) -> AsyncIterator[None]:
