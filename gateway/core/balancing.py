@@ -146,8 +146,8 @@ class BackendPool:
         return next((name for name in names if name is not None), None)
 
     def _ordered(self, candidates: list[PoolMember], preferred: str | None) -> list[PoolMember]:
-        self._turn += 1
         start = self._turn % len(candidates)
+        self._turn += 1
         rotated = candidates[start:] + candidates[:start]  # ties take turns
         load = self.router.load
         match self.strategy:

@@ -254,6 +254,7 @@ class Scripted:
     http_error: answer with this (status, JSON body) instead of generating (see ``error_body``).
     hang: accept the request and never answer.
     cut_after: close the connection after this many chunks, with no final chunk and no end of the chunked body.
+    stall_after: after this many chunks, fall silent (no pings either) until the client goes away.
     """
 
     chunks: list[str]
@@ -265,6 +266,7 @@ class Scripted:
     http_error: tuple[int, dict[str, Any]] | None = None
     hang: bool = False
     cut_after: int | None = None
+    stall_after: int | None = None
 
 
 class ApiError(Exception):
@@ -1205,6 +1207,8 @@ class FakeLlamaServer(LoopbackServer):
                 raise _ScriptedError(script.error or error_object("Compute error.", "server_error"))
             if script.cut_after is not None and n_done >= script.cut_after:
                 raise _Disconnect("cut")
+            if script.stall_after is not None and n_done >= script.stall_after:
+                await self._sleep(request, float("inf"), None, 0)
             if script.delay > 0:
                 await self._sleep(request, script.delay, ping, slot.params.sse_ping_interval)
             await emit(slot.step(text, token_id, is_eog))
