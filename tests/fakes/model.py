@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 
 QWEN_OPENING = "<|im_start|>assistant\n"
-_LAST_USER = re.compile(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", re.S)
+_LAST_USER = re.compile(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", re.DOTALL)
 
 
 class ContinuingModel:
@@ -27,7 +27,7 @@ class ContinuingModel:
             return self.answer(prompt)
         whole = self.answer(conversation)
         # A prefill the model would not have written itself: it answers after it all the same.
-        return whole[len(prefilled) :] if whole.startswith(prefilled) else whole
+        return whole.removeprefix(prefilled)
 
 
 def weather_or_echo(conversation: str) -> str:

@@ -35,6 +35,7 @@ class LoopbackServer:
 
     async def start(self, port: int = 0) -> str:
         """Listen on 127.0.0.1 (a free port unless one is given, e.g. to come back where it was)."""
+        self._closing.clear()  # a fake may be stopped and started again (a backend coming back)
         self._runner = web.AppRunner(self.build_app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

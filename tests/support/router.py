@@ -4,16 +4,20 @@ the gateway routes for it, and reading the gateway's stream as a client does."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 from openai import AsyncOpenAI
 
+from gateway.ops.config import GatewayConfig
 from tests.conftest import QWEN25
 from tests.fakes import llamacpp, ollama, vllm
 from tests.fakes.model import ContinuingModel, weather_or_echo
 from tests.fakes.run import OLLAMA_MODEL, VLLM_MODEL, make_fake
 from tests.fakes.server import LoopbackServer
+from tests.support.gateway import running_gateway
 
 KINDS = ("llamacpp", "vllm", "ollama")
 UPSTREAM = {"llamacpp": "qwen", "vllm": VLLM_MODEL, "ollama": OLLAMA_MODEL}
@@ -93,3 +97,10 @@ async def get_text(url: str) -> tuple[int, str]:
 async def get_json(url: str) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         return response.status, await response.json()
+
+
+@asynccontextmanager
+async def gateway_client(config: GatewayConfig, **client: Any) -> AsyncIterator[tuple[str, AsyncOpenAI]]:
+    """The gateway served on a free port and an SDK client for it: (base URL without /v1, client)."""
+    async with running_gateway(config) as url, AsyncOpenAI(base_url=url, api_key="x", max_retries=0, **client) as sdk:
+        yield url.removesuffix("/v1"), sdk
