@@ -167,7 +167,7 @@ async def test_lowest_latency_prefers_the_faster_backend() -> None:
 
 async def test_session_affinity_by_user_and_previous_response(pair: list[LoopbackServer]) -> None:
     backends, models = two_backends("llamacpp", pair, balance="affinity")
-    async with gateway_client(make_config(backends, models)) as (url, client):
+    async with gateway_client(make_config(backends, models)) as (_, client):
         for round_ in range(3):
             for user in ("u1", "u2", "u3"):
                 await chat(client, f"echo {user} round {round_}", stream=round_ == 1, user=user)
@@ -281,8 +281,8 @@ async def test_readiness_turns_503_only_when_a_model_has_no_backend_left(pair: l
         assert caught.value.status_code == 502
         status, ready = await get_json(url + "/health/ready")
     assert status == 503 and ready["circuits"] == {"a": "open", "b": "open"}
-    assert ready["problems"] == ["model 'qwen': backend 'a' is out after repeated failures (circuit open); "
-                                 "backend 'b' is out after repeated failures (circuit open)"]
+    out = "is out after repeated failures (circuit open)"
+    assert ready["problems"] == [f"model 'qwen': backend 'a' {out}; backend 'b' {out}"]
 
 
 # -- per-key rate limits --------------------------------------------------------------------------
