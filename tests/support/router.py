@@ -100,7 +100,9 @@ async def get_json(url: str) -> tuple[int, Any]:
 
 
 @asynccontextmanager
-async def gateway_client(config: GatewayConfig, **client: Any) -> AsyncIterator[tuple[str, AsyncOpenAI]]:
+async def gateway_client(
+    config: GatewayConfig, api_key: str = "x", **client: Any
+) -> AsyncIterator[tuple[str, AsyncOpenAI]]:
     """The gateway served on a free port and an SDK client for it: (base URL without /v1, client)."""
-    async with running_gateway(config) as url, AsyncOpenAI(base_url=url, api_key="x", max_retries=0, **client) as sdk:
+    async with running_gateway(config) as url, AsyncOpenAI(base_url=url, api_key=api_key, max_retries=0, **client) as sdk:
         yield url.removesuffix("/v1"), sdk
