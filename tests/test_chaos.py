@@ -21,7 +21,14 @@ import pytest
 from tests.fakes.model import echo_text
 from tests.support.gateway import make_config
 from tests.support.real_llama import free_port
-from tests.support.router import KINDS, backend, chat, gateway_client, get_text, qwen_route
+from tests.support.router import (
+    KINDS,
+    backend,
+    chat,
+    gateway_client,
+    get_text,
+    qwen_route,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUESTS = 200

@@ -17,7 +17,16 @@ from tests.fakes.server import LoopbackServer
 from tests.support.gateway import make_config
 from tests.support.real_llama import free_port
 from tests.support.redis_server import redis_server
-from tests.support.router import backend, chat, gateway_client, get_json, get_text, new_fake, prompts, qwen_route
+from tests.support.router import (
+    backend,
+    chat,
+    gateway_client,
+    get_json,
+    get_text,
+    new_fake,
+    prompts,
+    qwen_route,
+)
 
 
 @pytest.fixture(scope="module")
