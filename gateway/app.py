@@ -16,15 +16,20 @@ from .api.debug_render import render_prompt
 from .api.health import PROBE, BackendProbe, live, ready
 from .api.models_handler import list_models
 from .api.responses_handler import add_responses_routes
+from .core.balancing import BackendPool, PoolMember
 from .core.chat_template import TemplateError, load_template_file
 from .core.limits import BackendLimiter
+from .core.rate_limits import KeyRateLimits
 from .core.routing import TEMPLATE_FROM_BACKEND, Route, RoutingTable
+from .core.state import LocalState, SharedState
 from .ops.app_keys import (
     CONFIG,
     KEY_RING,
     LIFECYCLE,
     METRICS,
+    RATE_LIMITS,
     ROUTING_TABLE,
+    SHARED_STATE,
     STARTED_AT,
 )
 from .ops.auth import KeyRing
@@ -32,6 +37,8 @@ from .ops.config import ConfigError, GatewayConfig
 from .ops.lifecycle import Lifecycle
 from .ops.metrics import Metrics
 from .ops.middleware import MIDDLEWARES
+from .ops.router_setup import build_router, record_backend_states
+from .ops.shared_state import open_shared_state
 
 log = structlog.get_logger("toolwire.app")
 
@@ -55,7 +62,7 @@ def check_config(config: GatewayConfig, source: str) -> None:
         raise ConfigError("\n".join(problems))
 
 
-def build_routing_table(config: GatewayConfig) -> RoutingTable:
+def build_routing_table(config: GatewayConfig, state: SharedState | None = None) -> RoutingTable:
     """Backends are created once and shared by every route that names them (one pool each)."""
     backends = {
         backend.name: create_backend(
@@ -72,12 +79,25 @@ def build_routing_table(config: GatewayConfig) -> RoutingTable:
         )
         for backend in config.backends
     }
+    limiters = {
+        backend.name: BackendLimiter(
+            backend.name,
+            max_concurrency=backend.max_concurrency,
+            queue_size=backend.queue_size,
+            queue_timeout=backend.queue_timeout,
+        )
+        for backend in config.backends
+    }
+    router = build_router(config.router, state or LocalState(), limiters)
     routes = []
     for model in config.models:
+        members = [PoolMember(backends[ref.name], ref.upstream_model, ref.weight) for ref in model.backend_refs]
         routes.append(
             Route(
                 name=model.name,
-                backend=backends[model.backend],
+                backend=members[0].backend,
+                pool=BackendPool(members, router, strategy=model.balance, resume=model.resume),
+                fallbacks=model.fallbacks,
                 upstream_model=model.upstream_model,
                 tool_format=None if model.tool_format == AUTO_FORMAT else get_format(model.tool_format),
                 template_source=model.chat_template,
@@ -91,21 +111,12 @@ def build_routing_table(config: GatewayConfig) -> RoutingTable:
             )
         )
     aliases = {alias: model.name for model in config.models for alias in model.aliases}
-    limiters = {
-        backend.name: BackendLimiter(
-            backend.name,
-            max_concurrency=backend.max_concurrency,
-            queue_size=backend.queue_size,
-            queue_timeout=backend.queue_timeout,
-        )
-        for backend in config.backends
-    }
-    return RoutingTable(routes, aliases, limiters)
+    return RoutingTable(routes, aliases, limiters, router)
 
 
-async def start_routing_table(config: GatewayConfig) -> RoutingTable:
+async def start_routing_table(config: GatewayConfig, state: SharedState | None = None) -> RoutingTable:
     """A routing table with its file templates loaded: a broken one fails now, not on a request."""
-    table = build_routing_table(config)
+    table = build_routing_table(config, state)
     for route in table:
         if route.template_source != TEMPLATE_FROM_BACKEND:
             await route.template()
@@ -123,11 +134,15 @@ def create_app(config: GatewayConfig) -> web.Application:
     async def start_routes(app: web.Application) -> AsyncIterator[None]:
         # Backends hold connection pools and locks, which belong to the running event loop.
         app[LIFECYCLE] = Lifecycle()
-        app[ROUTING_TABLE] = await start_routing_table(config)
+        app[SHARED_STATE] = open_shared_state(config.router.redis_url)
+        app[RATE_LIMITS] = KeyRateLimits(app[SHARED_STATE])
+        app[ROUTING_TABLE] = await start_routing_table(config, app[SHARED_STATE])
+        app[METRICS].before_scrape.append(lambda: record_backend_states(app[ROUTING_TABLE], app[METRICS]))
         log.info("routes_ready", models=app[ROUTING_TABLE].public_names())
         yield
         for backend in app[ROUTING_TABLE].backends:
             await backend.close()
+        await app[SHARED_STATE].close()
 
     app.cleanup_ctx.append(start_routes)
     app.router.add_get("/health", live)

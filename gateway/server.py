@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 
 from .app import check_config, create_app, start_routing_table
-from .ops.app_keys import CONFIG, KEY_RING, LIFECYCLE, ROUTING_TABLE
+from .ops.app_keys import CONFIG, KEY_RING, LIFECYCLE, ROUTING_TABLE, SHARED_STATE
 from .ops.auth import KeyRing
 from .ops.config import ConfigError, GatewayConfig, load_config
 
@@ -66,7 +66,7 @@ async def reload_routes(app: web.Application, config_path: Path) -> None:
     try:
         config = load_config(config_path)
         check_config(config, str(config_path))
-        table = await start_routing_table(config)
+        table = await start_routing_table(config, app[SHARED_STATE])
     # Whatever breaks a reload (config, templates, backends), the old table keeps serving.
     except (ConfigError, Exception) as error:  # noqa: BLE001
         log.error("reload_rejected", path=str(config_path), error=str(error))

@@ -21,7 +21,7 @@ from adapters.formats.conversation import (
 )
 
 from ..core.faults import InvalidRequest
-from ..core.job import ChatJob
+from ..core.job import Affinity, ChatJob
 
 _FUNCTION_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
 
@@ -121,6 +121,7 @@ class ChatCompletionRequest(_Model):
     stop: str | list[str] | None = None
     n: Annotated[int, Field(ge=1)] | None = None
     response_format: ResponseFormat | None = None
+    user: str | None = None  # the caller's end user: a session key for `balance: affinity`
 
     @field_validator("n")
     @classmethod
@@ -199,6 +200,7 @@ def _to_job(request: ChatCompletionRequest) -> ChatJob:
         stream=request.stream,
         include_usage=bool(request.stream_options and request.stream_options.include_usage),
         response_schema=_response_schema(request.response_format),
+        affinity=Affinity(lookup=(f"user:{request.user}",), record=(f"user:{request.user}",)) if request.user else None,
     )
 
 

@@ -77,6 +77,13 @@ def _from_fault(fault: faults.Fault) -> ApiError:
             return ApiError(
                 429, message, type="rate_limit_error", code="backend_busy", headers={"Retry-After": str(fault.retry_after)}
             )
+        case faults.RateLimited():
+            return ApiError(
+                429, message, type="rate_limit_error", code="rate_limit_exceeded",
+                headers={"Retry-After": str(fault.retry_after)},
+            )
+        case faults.NoBackendAvailable():
+            return ApiError(503, message, type="server_error", code="no_backend_available", headers={"Retry-After": "1"})
         case faults.ShuttingDown():
             return ApiError(
                 503, message, type="server_error", code="shutting_down", headers={"Retry-After": "1", "Connection": "close"}

@@ -94,6 +94,7 @@ class ResponsesRequest(_Model):
     metadata: Annotated[dict[str, Annotated[str, Field(max_length=512)]], Field(max_length=16)] | None = None
     background: bool | None = None
     conversation: Any = None
+    user: str | None = None  # the caller's end user: a session key for `balance: affinity`
 
     @property
     def keep(self) -> bool:

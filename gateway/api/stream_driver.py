@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,12 +19,13 @@ from aiohttp import web
 from adapters.backends.errors import BackendError
 from adapters.formats.events import ParseEvent
 
+from ..core.fallbacks import run_with_fallbacks
 from ..core.faults import Fault, GenerationIncomplete, RequestTimedOut
 from ..core.job import ChatJob
-from ..core.pipeline import Completed, PipelineEvent, run_chat
+from ..core.pipeline import Completed, PipelineEvent
 from ..core.routing import Route
 from ..core.trace import RequestTrace
-from ..ops.app_keys import API_KEY, CONFIG, METRICS, ROUTING_TABLE, TRACE
+from ..ops.app_keys import API_KEY, CONFIG, METRICS, RATE_LIMITS, ROUTING_TABLE, TRACE
 from ..ops.auth import check_model_allowed
 from .errors import ApiError, api_error
 from .json_body import json_response
@@ -80,16 +82,27 @@ async def answer(request: web.Request, route: Route, job: ChatJob, encoding: Enc
     """Run the job within the request's deadline and the backend's slot, and answer it."""
     limit = request.app[CONFIG].limits.request_timeout
     deadline = asyncio.get_running_loop().time() + limit
-    async with request.app[ROUTING_TABLE].limiter(route.backend.name).slot():
-        events = run_chat(job, route, request[TRACE])
-        try:
-            if job.stream:
-                return await _stream(request, events, encoding.stream, deadline, limit)
-            return json_response(await _collect(events, encoding.collect(), deadline, limit))
-        finally:
-            # Closing the generator closes the backend request, so an abandoned answer stops
-            # generating upstream too.
-            await events.aclose()
+    key, trace, table = request.get(API_KEY), request[TRACE], request.app[ROUTING_TABLE]
+    if key is not None:
+        await request.app[RATE_LIMITS].admit(
+            key.key_id, requests_per_minute=key.requests_per_minute, tokens_per_minute=key.tokens_per_minute
+        )
+    # A pooled route takes each backend's slot per attempt; a lone backend's is taken here.
+    slot = nullcontext() if route.pool is not None else table.limiter(route.backend.name).slot()
+    try:
+        async with slot:
+            events = run_with_fallbacks(job, route, table.route_for_name, trace)
+            try:
+                if job.stream:
+                    return await _stream(request, events, encoding.stream, deadline, limit)
+                return json_response(await _collect(events, encoding.collect(), deadline, limit))
+            finally:
+                # Closing the generator closes the backend request, so an abandoned answer stops
+                # generating upstream too.
+                await events.aclose()
+    finally:
+        if key is not None and key.tokens_per_minute is not None and trace.usage is not None:
+            await request.app[RATE_LIMITS].spend(key.key_id, trace.usage.total_tokens)
 
 
 async def _collect(events: AsyncIterator[PipelineEvent], collector: Collector, deadline: float, limit: float) -> Any:

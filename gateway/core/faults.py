@@ -65,6 +65,23 @@ class BackendBusy(Fault):
         self.retry_after = retry_after
 
 
+class NoBackendAvailable(Fault):
+    """Every backend of a model is out (its circuit open) for now."""
+
+    def __init__(self, model: str, backends: list[str]) -> None:
+        super().__init__(f"No backend of the model '{model}' is available right now ({', '.join(backends)}: out "
+                         "after repeated failures); retry shortly.")
+        self.model = model
+
+
+class RateLimited(Fault):
+    """An API key used up its requests or tokens for this minute."""
+
+    def __init__(self, what: str, limit: int, retry_after: int) -> None:
+        super().__init__(f"Rate limit reached: {limit} {what} per minute for this API key. Retry in {retry_after}s.")
+        self.retry_after = retry_after
+
+
 class ShuttingDown(Fault):
     def __init__(self) -> None:
         super().__init__("The gateway is shutting down; retry on another instance.")

@@ -19,6 +19,7 @@ from .call_checks import CallChecker
 from .decoding import plan_decoding
 from .job import ChatJob
 from .prompt import build_prompt
+from .resume import open_generation
 from .routing import Route
 from .trace import RequestTrace
 
@@ -50,7 +51,7 @@ async def run_chat(
     prompt = build_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)
     conversation = job.conversation
     decoding = plan_decoding(
-        conversation, tool_format, route.backend.constraints, route.constrain, job.response_schema
+        conversation, tool_format, route.constraints, route.constrain, job.response_schema
     )
     request = GenerationRequest(
         prompt=prompt.prompt + decoding.prefill,
@@ -66,7 +67,7 @@ async def run_chat(
     )
     if trace.debug:
         log.info("prompt_rendered", request_id=trace.request_id, prompt=request.prompt, stop=request.stop)
-    backend = _TimedStream(route.backend.generate(request), trace)
+    backend = _TimedStream(open_generation(route, request, job.affinity, trace), trace)
     try:
         try:
             first = await backend.next()
@@ -75,10 +76,10 @@ async def run_chat(
                 raise
             # Some backends or schemas cannot take a constraint: never fail the request for it.
             log.warning("constraint_rejected", model=job.model, backend=route.backend.name, error=error.message)
-            decoding = plan_decoding(conversation, tool_format, route.backend.constraints, "off")
+            decoding = plan_decoding(conversation, tool_format, route.constraints, "off")
             request = replace(request, prompt=prompt.prompt + decoding.prefill, constraint=None)
             await backend.close()
-            backend = _TimedStream(route.backend.generate(request), trace)
+            backend = _TimedStream(open_generation(route, request, job.affinity, trace), trace)
             first = await backend.next()
         yield Started()
         parser = tool_format.new_parser(prompt.prompt, parse_calls=conversation.offers_tools, tools=conversation.tools)

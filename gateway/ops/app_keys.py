@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..core.rate_limits import KeyRateLimits
 from ..core.routing import RoutingTable
+from ..core.state import SharedState
 from ..core.trace import RequestTrace
 from .auth import ApiKey, KeyRing
 from .config import GatewayConfig
@@ -17,6 +19,8 @@ CONFIG = web.AppKey("config", GatewayConfig)
 METRICS = web.AppKey("metrics", Metrics)
 KEY_RING = web.AppKey("key_ring", KeyRing)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+SHARED_STATE = web.AppKey("shared_state", SharedState)
+RATE_LIMITS = web.AppKey("rate_limits", KeyRateLimits)
 
 TRACE = web.RequestKey("trace", RequestTrace)
 API_KEY = web.RequestKey("api_key", ApiKey)

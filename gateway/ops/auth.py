@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import hmac
 import os
 from collections.abc import Mapping
@@ -18,6 +19,13 @@ KEYS_ENV = "TOOLWIRE_API_KEYS"  # comma-separated keys that may use every model
 class ApiKey:
     secret: bytes
     models: tuple[str, ...]
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+    @property
+    def key_id(self) -> str:
+        """A name for the key in shared state that does not reveal it."""
+        return hashlib.sha256(self.secret).hexdigest()[:24]
 
     def allows(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
@@ -26,7 +34,10 @@ class ApiKey:
 class KeyRing:
     def __init__(self, config: AuthConfig, environ: Mapping[str, str] | None = None) -> None:
         environ = os.environ if environ is None else environ
-        keys = [ApiKey(item.key.encode(), item.models) for item in config.api_keys]
+        keys = [
+            ApiKey(item.key.encode(), item.models, item.requests_per_minute, item.tokens_per_minute)
+            for item in config.api_keys
+        ]
         keys += [ApiKey(k.strip().encode(), ("*",)) for k in environ.get(KEYS_ENV, "").split(",") if k.strip()]
         self._keys = tuple(keys)
 

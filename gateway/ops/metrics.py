@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 from prometheus_client import (
     CollectorRegistry,
@@ -47,8 +49,29 @@ class Metrics:
         # livesum: with several workers, the sum over the workers alive (ignored with one process).
         self.streams = Gauge("toolwire_streams_in_flight", "Streamed responses being sent now.", registry=r,
                              multiprocess_mode="livesum")
+        self.backend_state = Gauge(
+            "toolwire_backend_circuit_state", "Each backend's breaker: 0 closed, 1 half-open, 2 open.", ["backend"],
+            registry=r,
+        )
+        self.backend_in_flight = Gauge(
+            "toolwire_backend_in_flight", "Requests on each backend now (this replica).", ["backend"], registry=r
+        )
+        self.retries = Counter(
+            "toolwire_backend_retries", "Attempts retried on another backend before the first byte.", ["model"], registry=r
+        )
+        self.resumes = Counter(
+            "toolwire_stream_resumes", "Answers continued on another backend after theirs failed mid-answer.",
+            ["model", "backend"], registry=r,
+        )
+        self.fallbacks = Counter(
+            "toolwire_model_fallbacks", "Requests answered by a fallback model.", ["model", "fallback"], registry=r
+        )
+        # Run before each scrape, for gauges read from elsewhere (the breakers' shared state).
+        self.before_scrape: list[Callable[[], Awaitable[None]]] = []
 
     async def handler(self, request: web.Request) -> web.Response:
+        for hook in self.before_scrape:
+            await hook()
         response = web.Response(body=generate_latest(exposed_registry(self.registry)))
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return response

@@ -77,6 +77,12 @@ def _record(request: web.Request, response: web.StreamResponse, trace: RequestTr
         metrics.malformed_calls.labels(trace.tool_format).inc(trace.malformed_calls)
     if trace.error_kind:
         metrics.backend_errors.labels(trace.backend, trace.error_kind).inc()
+    if trace.retries:
+        metrics.retries.labels(trace.model).inc(trace.retries)
+    if trace.resumes:
+        metrics.resumes.labels(trace.model, trace.backend).inc(trace.resumes)
+    if trace.fallback:
+        metrics.fallbacks.labels(trace.model, trace.fallback).inc()
     log.info(
         "request",
         request_id=trace.request_id,
@@ -91,6 +97,10 @@ def _record(request: web.Request, response: web.StreamResponse, trace: RequestTr
         prompt_tokens=trace.usage.prompt_tokens if trace.usage else None,
         completion_tokens=trace.usage.completion_tokens if trace.usage else None,
         tool_calls=trace.tool_calls or None,
+        backends_tried=trace.backends_tried if len(trace.backends_tried) > 1 else None,
+        retries=trace.retries or None,
+        resumes=trace.resumes or None,
+        fallback=trace.fallback or None,
     )
 
 
