@@ -381,7 +381,7 @@ async def memory_leg(reply_url: str, open_streams: int) -> dict[str, float]:
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
-    levels = {1: 20, 8: 48, 32: 128} if quick else {1: 60, 8: 160, 32: 320}
+    levels = {1: 40, 8: 96, 32: 192} if quick else {1: 200, 8: 400, 32: 640}
     if args.levels:
         levels = {int(c): int(n) for c, n in (level.split(":") for level in args.levels.split(","))}
     upstream_chunks = len(range(0, len(REPLY), CHUNK))
