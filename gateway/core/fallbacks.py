@@ -5,8 +5,8 @@ model's template and tool format)."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
-from typing import cast
 from dataclasses import replace
+from typing import cast
 
 import structlog
 
