@@ -33,9 +33,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import QWEN25  # noqa: E402
-from tests.fakes.model import echo_text  # noqa: E402
-from tests.support.real_llama import free_port  # noqa: E402
+from tests.conftest import QWEN25
+from tests.fakes.model import echo_text
+from tests.support.real_llama import free_port
 
 IDLE_CLOSE = 3.0  # seconds of quiet after the warm-up, before the baseline is taken
 SETTLE = 35.0  # seconds after the run: aiohttp's connector closes connections idle for 15 s, checking every 15 s
@@ -156,7 +156,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-async def run(streams: int, token_delay: float) -> dict[str, Any]:
+async def run(streams: int, token_delay: float, rounds: int) -> dict[str, Any]:
     async with processes(token_delay, streams) as (url, pid):
         connector = aiohttp.TCPConnector(limit=0)
         timeout = aiohttp.ClientTimeout(total=180)
@@ -176,16 +176,22 @@ async def run(streams: int, token_delay: float) -> dict[str, Any]:
                     peak.rss_kib, peak.fds = max(peak.rss_kib, now.rss_kib), max(peak.fds, now.fds)
                     await asyncio.sleep(0.02)
 
-            sampler = asyncio.create_task(sample())
-            go = asyncio.Event()
-            tasks = [asyncio.create_task(one_stream(session, url, i, go)) for i in range(streams)]
-            await asyncio.sleep(0.5)  # every task is waiting at the gate
-            started = time.perf_counter()
-            go.set()
-            results = await asyncio.gather(*tasks)
-            wall = time.perf_counter() - started
-            sampling = False
-            await sampler
+            waves = []
+            for _ in range(rounds):
+                sampler = asyncio.create_task(sample())
+                go = asyncio.Event()
+                tasks = [asyncio.create_task(one_stream(session, url, i, go)) for i in range(streams)]
+                await asyncio.sleep(0.5)  # every task is waiting at the gate
+                started = time.perf_counter()
+                go.set()
+                results = await asyncio.gather(*tasks)
+                wall = time.perf_counter() - started
+                sampling = False
+                await sampler
+                sampling = True
+                await asyncio.sleep(1)
+                waves.append({"wall_s": round(wall, 2), "success": sum(r.ok for r in results),
+                              "rss_mib_after": round(usage(pid).rss_kib / 1024, 1)})
         await connector.close()
         await asyncio.sleep(0.5)
         right_after = usage(pid)
@@ -203,6 +209,7 @@ async def run(streams: int, token_delay: float) -> dict[str, Any]:
         "success_rate": len(good) / streams,
         "errors": errors,
         "wall_s": round(wall, 2),
+        "waves": waves,  # a second wave shows whether memory kept after the first is reused or leaks
         "first_event_p50_ms": round(percentile([r.first for r in good], 0.5) * 1000, 1),
         "first_event_p99_ms": round(percentile([r.first for r in good], 0.99) * 1000, 1),
         "stream_p50_ms": round(percentile([r.last for r in good], 0.5) * 1000, 1),
@@ -220,9 +227,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--token-delay", type=float, default=0.05, help="seconds per token at the fake backends")
+    parser.add_argument("--waves", type=int, default=2, help="rounds of streams; the figures are the last one's")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    figures = asyncio.run(run(args.streams, args.token_delay))
+    figures = asyncio.run(run(args.streams, args.token_delay, args.waves))
     print(json.dumps(figures, indent=2))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

@@ -58,7 +58,8 @@ def question(i: int) -> tuple[str, str, list[tuple[str, dict]]]:
     """The request's text and the answer the model gives it: content, calls."""
     if i % 2:
         return f"weather in City-{i}", "", [("get_weather", {"city": f"City-{i}"})]
-    return f"echo chaos number {i}", echo_text(f"chaos number {i}"), []
+    words = f"chaos number {i}, long enough that a kill finds it mid-stream"
+    return f"echo {words}", echo_text(words), []
 
 
 def served_by(metrics: str, name: str) -> float:
