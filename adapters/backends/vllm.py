@@ -89,7 +89,7 @@ class OpenAICompletionsBackend:
         # End-of-turn text the server printed (EOS, the template's end-of-turn, a stop string) is
         # held back while it ends what arrived, and dropped if the generation ends there.
         markers = tuple(dict.fromkeys(m for m in (request.eos_token, *request.stop) if m))
-        held, reason, stop_word, usage = "", None, None, Usage()
+        held, reason, usage = "", None, Usage()
         async for line in lines:
             if not line.startswith(b"data:"):
                 continue  # blank separators, SSE comments
@@ -97,7 +97,7 @@ class OpenAICompletionsBackend:
             if data == b"[DONE]":
                 if reason is None:
                     raise self._broken("ended the stream without a finish_reason")
-                yield Finish(reason, usage, stop_word)
+                yield Finish(reason, usage)
                 return
             chunk = parse_json(self.name, data)
             if not isinstance(chunk, dict):
@@ -113,8 +113,6 @@ class OpenAICompletionsBackend:
                         yield TextPiece(text)
                 if choice.get("finish_reason"):
                     reason = self._finish_reason(choice["finish_reason"])
-                    stop = choice.get("stop_reason")
-                    stop_word = stop if isinstance(stop, str) else None
             if isinstance(chunk.get("usage"), dict):
                 usage = _usage(chunk["usage"])
         raise self._broken("ended the stream without 'data: [DONE]'")

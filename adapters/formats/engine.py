@@ -15,9 +15,10 @@ from enum import IntEnum
 
 from .conversation import ToolSpec
 from .events import ParseEvent, ReasoningDelta, TextDelta, ToolCallFailed
-from .json_calls import CallIndexer, JsonCallScanner, ScanStatus
+from .json_calls import JsonCallScanner
 from .markers import find_first, partial_marker_length
-from .syntax import BodyScanner, CallSyntax
+from .scanning import BodyScanner, CallIndexer, ScanContext, ScanStatus
+from .syntax import CallSyntax
 
 
 class _Mode(IntEnum):
@@ -146,21 +147,31 @@ class StreamParser:
         self._trim_leading = True
         self._body_prefix = prefix
         syntax = self._syntax
-        if syntax.scanner is not None:
-            self._scanner = syntax.scanner(self._indexer, self._events, self._tools)
-        else:
+        if syntax.json_objects:
             self._scanner = JsonCallScanner(
                 self._indexer,
-                self._events,
                 name_keys=syntax.name_keys,
                 argument_keys=syntax.argument_keys,
                 # With no marker, only a call to an offered tool counts as a call.
                 known_names=frozenset(tool.name for tool in self._tools) if bare else None,
             )
+        else:
+            assert syntax.scanner is not None
+            self._scanner = syntax.scanner(self._scan_context())
+
+    def _scan_context(self) -> ScanContext:
+        indexer = self._indexer
+        return ScanContext(
+            indexer,
+            self._tools,
+            json_calls=lambda: JsonCallScanner(indexer),
+            json_arguments=lambda name, written_id: JsonCallScanner(indexer, call_name=name, written_id=written_id),
+        )
 
     def _consume_body(self, text: str) -> str:
         assert self._scanner is not None
         result = self._scanner.feed(text)
+        self._events.extend(result.events)
         if result.status == ScanStatus.MORE:
             return ""
         if result.status == ScanStatus.DONE:
@@ -185,7 +196,7 @@ class StreamParser:
             if close.startswith(stripped):
                 self._carry = stripped  # the close marker may be split across chunks
                 return ""
-        if self._syntax.bare_repeat and self._syntax.scanner is None and stripped[0] in "{[":
+        if self._syntax.bare_repeat and self._syntax.json_objects and stripped[0] in "{[":
             # Several calls inside one block (or one after another with no markers).
             self._start_body("")
             return stripped
@@ -248,7 +259,5 @@ class StreamParser:
         self._reasoning_space = text[len(body) :]
 
     def _take_events(self) -> list[ParseEvent]:
-        # The scanner appends to this same list, so hand out a copy and keep the list.
-        events = self._events[:]
-        self._events.clear()
+        events, self._events = self._events, []
         return events

@@ -46,7 +46,7 @@ class FunctionaryV32Format(ToolFormat):
         return StreamParser(self.syntax if parse_calls else _TEXT_ONLY, self.new_call_id, tools=tools)
 
     def write_call(self, call: ToolCall) -> str:
-        return f">>>{call.name}\n{orjson.dumps(arguments_object(call.arguments)).decode()}"
+        return f"{self.syntax.open_markers[0]}{call.name}\n{orjson.dumps(arguments_object(call.arguments)).decode()}"
 
     def write_result(self, name: str, content: str) -> str:
         return content
@@ -77,7 +77,7 @@ class FunctionaryV31Format(ToolFormat):
         return self.opening() + (f"{tool_name}>" if tool_name else "")
 
     def write_call(self, call: ToolCall) -> str:
-        return f"<function={call.name}>{orjson.dumps(arguments_object(call.arguments)).decode()}</function>"
+        return self.block(f"{call.name}{_V31_BODY.args_markers[0]}{orjson.dumps(arguments_object(call.arguments)).decode()}")
 
     def write_result(self, name: str, content: str) -> str:
         return content

@@ -78,7 +78,7 @@ class GptOssFormat(ToolFormat):
 
     def write_call(self, call: ToolCall) -> str:
         arguments = orjson.dumps(arguments_object(call.arguments)).decode()
-        return f"<|start|>assistant<|channel|>commentary to=functions.{call.name} <|constrain|>json<|message|>{arguments}<|call|>"
+        return f"<|start|>assistant{self.block(f'{call.name} <|constrain|>json{_BODY.args_markers[0]}{arguments}')}"
 
     def write_result(self, name: str, content: str) -> str:
         body = orjson.dumps(content).decode()

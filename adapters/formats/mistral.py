@@ -60,7 +60,8 @@ class MistralFormat(ToolFormat):
         return super().template_input(replace(conversation, messages=messages), traits)
 
     def write_call(self, call: ToolCall) -> str:
-        return f"[TOOL_CALLS]{call.name}[ARGS]{orjson.dumps(arguments_object(call.arguments)).decode()}"
+        arguments = orjson.dumps(arguments_object(call.arguments)).decode()
+        return f"{self.opening()}{call.name}{_BODY.args_markers[0]}{arguments}"
 
     def write_result(self, name: str, content: str) -> str:
         return f"[TOOL_RESULTS]{content}[/TOOL_RESULTS]"

@@ -4,7 +4,8 @@ Mistral v11 `get_weather[ARGS]{...}`, DeepSeek `function<｜tool▁sep｜>get_we
 (V3.1: `get_weather<｜tool▁sep｜>{...}`), gpt-oss `get_weather <|constrain|>json<|message|>{...}`,
 Functionary `get_weather\\n{...}`. The name runs to the first character a function name cannot
 hold; the short header after it must end with one of the format's argument markers; the `{...}`
-is validated and streamed by the JSON call scanner, as the arguments of a call already named.
+is validated and streamed by the JSON scanner the engine supplies, as the arguments of a call
+already named.
 Name and header are bounded, so each character is still looked at a constant number of times.
 """
 
@@ -13,10 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .conversation import ToolSpec
 from .events import ParseEvent
-from .json_calls import JsonCallScanner, _Call
-from .scanning import CallIndexer, ScanResult, ScanStatus
+from .scanning import ArgumentsScanner, BodyScanner, ScanContext, ScanResult, ScanStatus
 
 MAX_NAME = 128  # longer is not a function name but prose after a marker
 MAX_HEADER = 64  # `<|channel|>commentary json<|message|>` and the like
@@ -46,33 +45,8 @@ class NameArgsSyntax:
     # `functions.NAME:IDX`): it is kept.
     written_id: bool = False
 
-    def scanner(self, indexer: CallIndexer, events: list[ParseEvent], tools: tuple[ToolSpec, ...]) -> NameArgsScanner:
-        return NameArgsScanner(self, indexer, events)
-
-
-class _ArgumentsScanner(JsonCallScanner):
-    """The JSON call scanner in arguments-only mode: the top-level object is the arguments of a
-    call whose name is already known, so it is announced at once and streamed as written.
-
-    It sets the scanner's own state rather than copying its state machine; a constructor option
-    of JsonCallScanner would do the same without reaching into it.
-    """
-
-    def __init__(self, indexer: CallIndexer, events: list[ParseEvent], name: str, written_id: str = "") -> None:
-        super().__init__(indexer, events)
-        self._call_depth = 0  # the call object is implicit: its arguments are the top level
-        self._call = _Call(self._name_keys, self._argument_keys, name=name, arguments_kind="{", written_id=written_id)
-        self._in_arguments = True
-        self._announce_if_ready()
-
-    def _check_value_start(self, char: str) -> str:
-        if not self._stack:  # the arguments object itself (and keep the call depth at 0)
-            return "" if char == "{" else "arguments must be an object"
-        return super()._check_value_start(char)
-
-    def finish(self) -> str:
-        """End the call once its arguments closed; returns a problem, or ""."""
-        return self._finish_call()
+    def scanner(self, context: ScanContext) -> NameArgsScanner:
+        return NameArgsScanner(self, context)
 
 
 class _Stage(IntEnum):
@@ -87,17 +61,18 @@ class _Stage(IntEnum):
 class NameArgsScanner:
     """Reads one `name ... {arguments}` body (see `NameArgsSyntax`)."""
 
-    def __init__(self, syntax: NameArgsSyntax, indexer: CallIndexer, events: list[ParseEvent]) -> None:
+    def __init__(self, syntax: NameArgsSyntax, context: ScanContext) -> None:
         self._syntax = syntax
-        self._indexer = indexer
-        self._events = events
+        self._context = context
+        self._events: list[ParseEvent] = []  # from the inner scanner, until this feed returns
         self._stage = _Stage.LEAD
         self._name = ""
         self._prefix_open = bool(syntax.name_prefix)  # the text so far may still be the prefix
         self._header = ""
         self._fenced = False
         self._fence_seen = 0  # characters of the fence's closing matched so far
-        self._inner: JsonCallScanner | None = None
+        self._inner: BodyScanner | None = None
+        self._arguments: ArgumentsScanner | None = None
         self.raw: list[str] = []
         self.completed_any = False  # one call per body: its raw text is always its own
 
@@ -108,7 +83,8 @@ class NameArgsScanner:
     def feed(self, text: str) -> ScanResult:
         result = self._scan(text)
         self.raw.append(text[: result.end])
-        return result
+        events, self._events = self._events, []
+        return ScanResult(result.status, result.end, result.reason, events)
 
     def _scan(self, text: str) -> ScanResult:
         i, n = 0, len(text)
@@ -117,6 +93,7 @@ class NameArgsScanner:
             if stage in (_Stage.ARGUMENTS, _Stage.LIST):
                 assert self._inner is not None
                 result = self._inner.feed(text[i:] if i else text)
+                self._events.extend(result.events)
                 if result.status != ScanStatus.DONE or stage == _Stage.LIST:
                     return ScanResult(result.status, i + result.end, result.reason)
                 i += result.end
@@ -143,12 +120,12 @@ class NameArgsScanner:
                     continue
                 if char == "[" and self._syntax.list_body:
                     self._stage = _Stage.LIST
-                    self._inner = JsonCallScanner(self._indexer, self._events)
+                    self._inner = self._context.json_calls()
                     continue
                 self._stage = _Stage.NAME
-            result = self._step(char, i)
-            if result is not None:
-                return result
+            stepped = self._step(char, i)
+            if stepped is not None:
+                return stepped
             if self._stage != _Stage.ARGUMENTS:  # else `{` began the arguments: the JSON scanner reads it
                 i += 1
         return ScanResult(ScanStatus.MORE, n)
@@ -196,15 +173,16 @@ class NameArgsScanner:
         if self._syntax.written_id:
             marker = next((m for m in self._syntax.args_markers if header.endswith(m)), "")
             written = self._syntax.name_prefix + self._name + header[: len(header) - len(marker)].strip()
-        self._inner = _ArgumentsScanner(self._indexer, self._events, self._name, written)
+        self._inner = self._arguments = self._context.json_arguments(self._name, written)
         return None
 
     def _finish(self, end: int) -> ScanResult:
-        assert isinstance(self._inner, _ArgumentsScanner)
-        problem = self._inner.finish()
-        if problem:
-            return self._fail(end, problem)
-        self._inner = None
+        assert self._arguments is not None
+        finished = self._arguments.finish()
+        self._events.extend(finished.events)
+        if finished.status == ScanStatus.FAILED:
+            return self._fail(end, finished.reason)
+        self._inner = self._arguments = None
         return ScanResult(ScanStatus.DONE, end)
 
     @staticmethod
