@@ -14,7 +14,15 @@ from collections.abc import Callable
 from enum import IntEnum
 
 from .conversation import ToolSpec
-from .events import ParseEvent, ReasoningDelta, TextDelta, ToolCallFailed
+from .events import (
+    ParseEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallFailed,
+    ToolCallStart,
+)
 from .json_calls import JsonCallScanner
 from .markers import find_first, partial_marker_length
 from .scanning import BodyScanner, CallIndexer, ScanContext, ScanStatus
@@ -61,6 +69,7 @@ class StreamParser:
         self._reasoning_space = ""
         self._scanner: BodyScanner | None = None
         self._body_prefix = ""  # the open marker of the body being scanned, for its raw text
+        self._open_arguments: list[str] = []  # the argument text sent so far for the announced call
         self.failed_calls = 0
 
     @property
@@ -72,9 +81,15 @@ class StreamParser:
             self._consume(self._carry + text if self._carry else text)
         return self._take_events()
 
-    def close(self) -> list[ParseEvent]:
-        """The model has stopped: settle whatever is still open."""
-        if self._mode == _Mode.BODY:
+    def close(self, *, cut: bool = False) -> list[ParseEvent]:
+        """The model has stopped: settle whatever is still open. `cut`: the token limit stopped it,
+        so a call already announced ends as written so far (a call not yet named is text)."""
+        if self._mode == _Mode.BODY and cut and self._scanner is not None and self._scanner.current_call_index is not None:
+            index = self._scanner.current_call_index
+            self._scanner = None
+            self._mode = _Mode.TEXT
+            self._events.append(ToolCallEnd(index, "".join(self._open_arguments), truncated=True))
+        elif self._mode == _Mode.BODY:
             self._abandon_body("the output ended inside a tool call")
         elif self._mode == _Mode.TEXT and self._carry:
             self._emit_text(self._carry)
@@ -171,6 +186,7 @@ class StreamParser:
     def _consume_body(self, text: str) -> str:
         assert self._scanner is not None
         result = self._scanner.feed(text)
+        self._track_arguments(result.events)
         self._events.extend(result.events)
         if result.status == ScanStatus.MORE:
             return ""
@@ -203,6 +219,16 @@ class StreamParser:
         # No close marker: the call is already complete, so what follows is plain text.
         self._mode = _Mode.TEXT
         return stripped
+
+    def _track_arguments(self, events: list[ParseEvent]) -> None:
+        """Keep the argument text of the call being written: a cut call ends with it."""
+        for event in events:
+            if isinstance(event, ToolCallStart):
+                self._open_arguments = []
+            elif isinstance(event, ToolCallArgs):
+                self._open_arguments.append(event.text)
+            elif isinstance(event, ToolCallEnd):
+                self._open_arguments = []
 
     def _abandon_body(self, reason: str) -> None:
         """The body is not a well-formed call: give its text back as content."""

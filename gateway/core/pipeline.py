@@ -95,7 +95,7 @@ async def run_chat(job: ChatJob, route: Route, trace: RequestTrace | None = None
                 yield event
             piece = await backend.next()
         assert isinstance(piece, Finish), "backends end every generation with a Finish"
-        for event in checker.check(parser.close()):
+        for event in checker.check(parser.close(cut=piece.reason == "length")):
             yield event
     finally:
         await backend.close()
