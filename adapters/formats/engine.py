@@ -90,7 +90,14 @@ class StreamParser:
             self._mode = _Mode.TEXT
             self._events.append(ToolCallEnd(index, "".join(self._open_arguments), truncated=True))
         elif self._mode == _Mode.BODY:
-            self._abandon_body("the output ended inside a tool call")
+            assert self._scanner is not None
+            ended = self._scanner.end()
+            if ended.status == ScanStatus.DONE:
+                self._events.extend(ended.events)
+                self._scanner = None
+                self._mode = _Mode.AFTER_BODY
+            else:
+                self._abandon_body(ended.reason)
         elif self._mode == _Mode.TEXT and self._carry:
             self._emit_text(self._carry)
         elif self._mode == _Mode.REASONING and self._carry:
@@ -167,6 +174,7 @@ class StreamParser:
                 self._indexer,
                 name_keys=syntax.name_keys,
                 argument_keys=syntax.argument_keys,
+                id_keys=syntax.id_keys,
                 # With no marker, only a call to an offered tool counts as a call.
                 known_names=frozenset(tool.name for tool in self._tools) if bare else None,
             )
@@ -179,7 +187,7 @@ class StreamParser:
         return ScanContext(
             indexer,
             self._tools,
-            json_calls=lambda: JsonCallScanner(indexer),
+            json_calls=lambda: JsonCallScanner(indexer, id_keys=self._syntax.id_keys),
             json_arguments=lambda name, written_id: JsonCallScanner(indexer, call_name=name, written_id=written_id),
         )
 
@@ -193,7 +201,7 @@ class StreamParser:
         if result.status == ScanStatus.DONE:
             self._mode = _Mode.AFTER_BODY
             self._scanner = None
-            return text[result.end :]
+            return result.replay + text[result.end :]
         self._abandon_body(result.reason)
         return text[result.end :]
 

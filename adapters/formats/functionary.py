@@ -25,7 +25,8 @@ from .engine import StreamParser
 from .name_args import NameArgsSyntax
 from .syntax import CallSyntax
 
-_BLOCK = NameArgsSyntax(bare_args=True, content_names=("all",))
+# `python` is source code, a call of the offered `python` tool (as llama.cpp reads it).
+_BLOCK = NameArgsSyntax(bare_args=True, content_names=("all",), code_names=("python",), code_end=">>>")
 # v3.1: `<function=` is the marker, then the name, `>` and the arguments.
 _V31_BODY = NameArgsSyntax(args_markers=(">",))
 _SYNTAX = CallSyntax(open_markers=(">>>",), start_bodies=tuple(string.ascii_letters + "_"), scanner=_BLOCK.scanner)

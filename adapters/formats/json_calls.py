@@ -65,10 +65,14 @@ class JsonCallScanner:
         name_keys: tuple[str, ...] = ("name",),
         argument_keys: tuple[str, ...] = ("arguments", "parameters"),
         known_names: frozenset[str] | None = None,
+        id_keys: tuple[str, ...] = (),
         call_name: str | None = None,
         written_id: str = "",
     ) -> None:
         self._indexer = indexer
+        # Keys of the call's own id (Mistral's "id"): the call is announced once it is read (or
+        # when the call ends without one), so the id the model wrote is the call's id.
+        self._id_keys = id_keys
         self._events: list[ParseEvent] = []
         self._known_names = known_names
         self._call_depth = 1  # 2 once the body turns out to be a list of calls
@@ -108,6 +112,10 @@ class JsonCallScanner:
         result = self._scan(text)
         self.raw.append(text[self._raw_from : result.end])
         return self._with_events(result)
+
+    def end(self) -> ScanResult:
+        """The output ended inside this body: an unfinished call is no call."""
+        return ScanResult(ScanStatus.FAILED, 0, "the output ended inside a tool call")
 
     def finish(self) -> ScanResult:
         """Arguments mode: end the call once its arguments closed."""
@@ -227,6 +235,8 @@ class JsonCallScanner:
                         if char != '"':
                             return self._fail(i, "the call's name must be a string")
                         self._begin_capture("name")
+                    elif self._key in self._id_keys and char == '"':
+                        self._begin_capture("id")
                 if char == "{":
                     self._stack.append("{")
                     self._expect = _Expect.KEY_OR_CLOSE
@@ -326,6 +336,10 @@ class JsonCallScanner:
         elif role == "arguments":
             assert self._call is not None
             self._call.arguments.append(text)
+        elif role == "id":
+            assert self._call is not None
+            self._call.written_id = _decode_string(text) or ""
+            self._announce_if_ready()
         return ""
 
     def _announce_if_ready(self) -> None:
@@ -334,6 +348,8 @@ class JsonCallScanner:
             return
         if call.arguments_kind not in (None, "{") and self._in_arguments:
             return
+        if self._id_keys and not call.written_id:
+            return  # the id may still come
         call.index, call_id = self._indexer.next(call.written_id)
         self._events.append(ToolCallStart(call.index, call_id, call.name))
         if call.unsent:
@@ -398,7 +414,7 @@ class JsonCallScanner:
             if not isinstance(parsed, dict):
                 return "arguments must be an object"
         if call.index is None:
-            call.index, call_id = self._indexer.next()
+            call.index, call_id = self._indexer.next(call.written_id)
             self._events.append(ToolCallStart(call.index, call_id, call.name))
             self._events.append(ToolCallArgs(call.index, arguments))
         elif call.arguments_kind != "{":

@@ -93,6 +93,10 @@ class LiteralCallScanner:
     def current_call_index(self) -> int | None:
         return self._index
 
+    def end(self) -> ScanResult:
+        """The output ended inside this body: an unfinished call is no call."""
+        return ScanResult(ScanStatus.FAILED, 0, "the output ended inside a tool call")
+
     def feed(self, text: str) -> ScanResult:
         result = self._scan(text)
         self._flush()

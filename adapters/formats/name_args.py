@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .events import ParseEvent
+from .events import ParseEvent, ToolCallArgs, ToolCallEnd, ToolCallStart
+from .markers import partial_marker_length
+from .python_literals import json_chars
 from .scanning import ArgumentsScanner, BodyScanner, ScanContext, ScanResult, ScanStatus
 
 MAX_NAME = 128  # longer is not a function name but prose after a marker
@@ -44,6 +46,13 @@ class NameArgsSyntax:
     # The prefix, name and header before the argument marker are the call's own id (Kimi's
     # `functions.NAME:IDX`): it is kept.
     written_id: bool = False
+    # In the header, this marker puts the call's own id before the argument marker (Mistral v11's
+    # `NAME[CALL_ID]a1B2c3D4e[ARGS]`): it is kept.
+    id_marker: str = ""
+    # Recipients whose block is source code, not JSON: a call of the offered tool of that name with
+    # `{"code": <the text>}` (Functionary v3.2's `>>>python\n<code>`); the code runs to `code_end`.
+    code_names: tuple[str, ...] = ()
+    code_end: str = ""
 
     def scanner(self, context: ScanContext) -> NameArgsScanner:
         return NameArgsScanner(self, context)
@@ -56,6 +65,7 @@ class _Stage(IntEnum):
     ARGUMENTS = 3
     FENCE = 4  # after the arguments, the fence's closing may follow
     LIST = 5  # a JSON list body, handed to the JSON call scanner
+    CODE = 6  # a code recipient's source text
 
 
 class NameArgsScanner:
@@ -71,6 +81,9 @@ class NameArgsScanner:
         self._header = ""
         self._fenced = False
         self._fence_seen = 0  # characters of the fence's closing matched so far
+        self._code_held = ""  # the code's tail that may begin `code_end`
+        self._code_index: int | None = None
+        self._code_arguments = ""
         self._inner: BodyScanner | None = None
         self._arguments: ArgumentsScanner | None = None
         self.raw: list[str] = []
@@ -78,13 +91,27 @@ class NameArgsScanner:
 
     @property
     def current_call_index(self) -> int | None:
+        if self._code_index is not None:
+            return self._code_index
         return self._inner.current_call_index if self._inner is not None else None
+
+    def end(self) -> ScanResult:
+        """The output ended here: arguments complete but for the fence's closing, or code, are a call."""
+        if self._stage == _Stage.FENCE:
+            result = self._finish(0)
+        elif self._stage == _Stage.CODE and self._code_index is not None:
+            self._code_piece(self._code_held.rstrip())
+            result = self._end_code(0)
+        else:
+            result = self._fail(0, "the output ended inside a tool call")
+        events, self._events = self._events, []
+        return ScanResult(result.status, result.end, result.reason, events, result.replay)
 
     def feed(self, text: str) -> ScanResult:
         result = self._scan(text)
         self.raw.append(text[: result.end])
         events, self._events = self._events, []
-        return ScanResult(result.status, result.end, result.reason, events)
+        return ScanResult(result.status, result.end, result.reason, events, result.replay)
 
     def _scan(self, text: str) -> ScanResult:
         i, n = 0, len(text)
@@ -101,6 +128,8 @@ class NameArgsScanner:
                     return self._finish(i)
                 self._stage = _Stage.FENCE
                 continue
+            if stage == _Stage.CODE:
+                return self._read_code(text, i)
             char = text[i]
             if stage == _Stage.FENCE:
                 closing = self._syntax.fence[1]  # type: ignore[index]
@@ -151,6 +180,9 @@ class NameArgsScanner:
             if self._name in self._syntax.content_names:
                 # A text block: what follows the recipient line is content.
                 return ScanResult(ScanStatus.DONE, i + 1 if char == "\n" else i)
+            if char == "\n" and self._name in self._syntax.code_names and self._offers(self._name):
+                self._stage = _Stage.CODE
+                return None
             if not self._syntax.calls:
                 return self._fail(i, "no tools are on offer")
             self._stage = _Stage.HEADER
@@ -170,11 +202,72 @@ class NameArgsScanner:
             return self._fail(i, "no argument marker after the function name")
         self._stage = _Stage.ARGUMENTS
         written = ""
+        marker = next((m for m in self._syntax.args_markers if header.endswith(m)), "")
         if self._syntax.written_id:
-            marker = next((m for m in self._syntax.args_markers if header.endswith(m)), "")
             written = self._syntax.name_prefix + self._name + header[: len(header) - len(marker)].strip()
+        elif self._syntax.id_marker and self._syntax.id_marker in header:
+            written = header[header.index(self._syntax.id_marker) + len(self._syntax.id_marker) : len(header) - len(marker)].strip()
         self._inner = self._arguments = self._context.json_arguments(self._name, written)
         return None
+
+    def _offers(self, name: str) -> bool:
+        return any(tool.name == name for tool in self._context.tools)
+
+    def _read_code(self, text: str, i: int) -> ScanResult:
+        """Source text up to `code_end`; JSON arguments (`{`) instead are read as usual."""
+        if self._code_index is None:
+            while i < len(text) and text[i] in _WHITESPACE and not self._code_held:
+                i += 1
+            if i == len(text):
+                return ScanResult(ScanStatus.MORE, i)
+            if text[i] == "{":
+                self._stage = _Stage.HEADER
+                stepped = self._step("{", i)
+                return stepped if stepped is not None else self._scan_rest(text, i)
+            self._code_index, call_id = self._context.indexer.next()
+            self._events.append(ToolCallStart(self._code_index, call_id, self._name))
+            self._emit_code('{"code": "')
+        held = len(self._code_held)
+        chunk = self._code_held + text[i:]
+        end_marker = self._syntax.code_end
+        position = chunk.find(end_marker) if end_marker else -1
+        if position < 0:
+            keep = partial_marker_length(chunk, (end_marker,)) if end_marker else 0
+            # Whitespace before it waits too: before the next block it is the layout's, not the code's.
+            body = chunk[: len(chunk) - keep]
+            keep += len(body) - len(body.rstrip())
+            self._code_piece(chunk[: len(chunk) - keep])
+            self._code_held = chunk[len(chunk) - keep :]
+            return ScanResult(ScanStatus.MORE, len(text))
+        self._code_piece(chunk[:position].rstrip())
+        self._code_held = ""
+        if position >= held:
+            return self._end_code(i + position - held)
+        # The marker began in text held from earlier pieces: give that part back to the engine.
+        ended = self._end_code(i)
+        return ScanResult(ended.status, ended.end, ended.reason, replay=chunk[position:held])
+
+    def _scan_rest(self, text: str, i: int) -> ScanResult:
+        result = self._scan(text[i:])
+        return ScanResult(result.status, i + result.end, result.reason)
+
+    def _code_piece(self, piece: str) -> None:
+        if piece:
+            self._emit_code(json_chars(piece))
+
+    def _emit_code(self, text: str) -> None:
+        assert self._code_index is not None
+        self._code_arguments += text
+        self._events.append(ToolCallArgs(self._code_index, text))
+
+    def _end_code(self, end: int) -> ScanResult:
+        assert self._code_index is not None
+        self._emit_code('"}')
+        self._events.append(ToolCallEnd(self._code_index, self._code_arguments))
+        self._context.indexer.completed += 1
+        self._code_index = None
+        self.completed_any = True
+        return ScanResult(ScanStatus.DONE, end)
 
     def _finish(self, end: int) -> ScanResult:
         assert self._arguments is not None

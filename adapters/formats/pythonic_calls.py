@@ -106,6 +106,10 @@ class PythonicScanner:
     def json_text(self) -> str:
         return "".join(self._out)
 
+    def end(self) -> ScanResult:
+        """The output ended inside this body: an unfinished call is no call."""
+        return ScanResult(ScanStatus.FAILED, 0, "the output ended inside a tool call")
+
     def feed(self, text: str) -> ScanResult:
         self._raw_from = 0
         result = self._scan(text)

@@ -27,6 +27,9 @@ class ScanResult:
     reason: str = ""
     # The events the text fed completed (calls announced, argument fragments, calls ended).
     events: list[ParseEvent] = field(default_factory=list)
+    # Text the scanner held back from earlier pieces that turns out not to be the body's: it comes
+    # before `text[end:]` (the start of a marker that ends the body, split across pieces).
+    replay: str = ""
 
 
 class CallIndexer:
@@ -61,6 +64,11 @@ class BodyScanner(Protocol):
     def current_call_index(self) -> int | None: ...
 
     def feed(self, text: str) -> ScanResult: ...
+
+    def end(self) -> ScanResult:
+        """The output ended inside the body: DONE (with its events) if what was read is a whole call,
+        else FAILED."""
+        ...
 
 
 class ArgumentsScanner(BodyScanner, Protocol):

@@ -17,6 +17,8 @@ class CallSyntax:
     # Keys of a call object that hold the function name and its arguments.
     name_keys: tuple[str, ...] = ("name",)
     argument_keys: tuple[str, ...] = ("arguments", "parameters")
+    # Keys of a call object that hold the call's own id, kept as its id (Mistral's "id").
+    id_keys: tuple[str, ...] = ()
     # Accept further call objects inside the same block, before the close marker.
     bare_repeat: bool = True
     # Text that may stand between two calls (Llama 4 JSON writes `{...}; {...}`).

@@ -133,6 +133,10 @@ class TaggedCallScanner:
     def current_call_index(self) -> int | None:
         return self._index
 
+    def end(self) -> ScanResult:
+        """The output ended inside this body: an unfinished call is no call."""
+        return ScanResult(ScanStatus.FAILED, 0, "the output ended inside a tool call")
+
     def feed(self, text: str) -> ScanResult:
         self._raw_from = 0
         result = self._scan(text)
