@@ -63,7 +63,7 @@ _RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("phi4_mini", (_phi4.open_markers[1],), "writes calls as functools[...] (Phi-4-mini, FireFunction)"),
     ("phi4_mini", (_phi4.open_markers[0], _phi4.close_marker or ""),
      "writes calls between <|tool_call|> and <|/tool_call|> (Phi-4-mini)"),
-    ("granite", GraniteFormat.syntax.open_markers, "writes calls as <|tool_call|>[...] (Granite 3)"),
+    ("granite", GraniteFormat.syntax.open_markers[:1], "writes calls as <|tool_call|>[...] (Granite 3)"),
     ("lfm2", Lfm2Format.syntax.open_markers, "writes pythonic calls between <|tool_call_start|> and <|tool_call_end|> (LFM2)"),
     ("lfm2", ("List of tools: ",), "lists tools as `List of tools: [...]` (LFM2)"),
     ("nemotron", NemotronFormat.syntax.open_markers, "writes JSON call lists between <TOOLCALL> and </TOOLCALL> (Nemotron Nano v2)"),

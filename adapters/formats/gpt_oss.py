@@ -49,7 +49,8 @@ def _one_call_per_turn(messages: tuple[Message, ...]) -> tuple[Message, ...]:
 class GptOssFormat(ToolFormat):
     name = "gpt_oss"
     syntax = CallSyntax(
-        open_markers=("<|channel|>commentary to=functions.", " to=functions."),
+        # A call may also be addressed from the analysis channel (`<|channel|>analysis to=functions.NAME`).
+        open_markers=("<|channel|>commentary to=functions.", "<|channel|>analysis to=functions.", " to=functions."),
         close_marker="<|call|>",
         scanner=_BODY.scanner,
         reasoning=("<|channel|>analysis<|message|>", "<|end|>"),

@@ -56,10 +56,15 @@ def _listing(tools: tuple[ToolSpec, ...]) -> str:
 
 
 class GraniteFormat(ToolFormat):
-    """Granite 3.x: `<|tool_call|>[{"name": ..., "arguments": {...}}]`."""
+    """Granite 3.x: `<|tool_call|>[{"name": ..., "arguments": {...}}]`; from 3.1 also the plain string
+    `<tool_call>` before the list. Granite 3.3 thinking: `<think>...</think><response>...</response>`."""
 
     name = "granite"
-    syntax = CallSyntax(open_markers=("<|tool_call|>",))
+    syntax = CallSyntax(
+        open_markers=("<|tool_call|>", "<tool_call>"),
+        reasoning=("<think>", "</think>"),
+        drop_markers=("<response>", "</response>"),
+    )
 
     def write_call(self, call: ToolCall) -> str:
         return self.block(orjson.dumps([{"name": call.name, "arguments": arguments_object(call.arguments)}]).decode())

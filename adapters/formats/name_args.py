@@ -34,6 +34,8 @@ class NameArgsSyntax:
     bare_args: bool = False
     # Optional text before the name, dropped (DeepSeek's call type `function<｜tool▁sep｜>`).
     name_prefix: str = ""
+    # Optional markers before that (DeepSeek's `<｜tool▁call▁begin｜>` after a section opener), dropped.
+    lead_markers: tuple[str, ...] = ()
     # (opening, closing): a header ending with the opening puts the arguments in a fence that
     # the closing ends (DeepSeek's ```json ... ```); a missing closing is forgiven.
     fence: tuple[str, str] | None = None
@@ -77,7 +79,10 @@ class NameArgsScanner:
         self._events: list[ParseEvent] = []  # from the inner scanner, until this feed returns
         self._stage = _Stage.LEAD
         self._name = ""
-        self._prefix_open = bool(syntax.name_prefix)  # the text so far may still be the prefix
+        # Optional texts before the name, in order: the text so far may still be one of them.
+        self._prefixes = tuple(p for p in (*syntax.lead_markers, syntax.name_prefix) if p)
+        self._prefix_at = 0
+        self._prefix_open = bool(self._prefixes)
         self._header = ""
         self._fenced = False
         self._fence_seen = 0  # characters of the fence's closing matched so far
@@ -164,11 +169,15 @@ class NameArgsScanner:
         if self._stage == _Stage.NAME:
             if self._prefix_open:
                 taken = self._name + char
-                if self._syntax.name_prefix.startswith(taken):
-                    self._name = "" if taken == self._syntax.name_prefix else taken
-                    self._prefix_open = taken != self._syntax.name_prefix
-                    return None
-                # Not the prefix after all: what was taken for it is the name's start.
+                for at in range(self._prefix_at, len(self._prefixes)):
+                    prefix = self._prefixes[at]
+                    if prefix.startswith(taken):
+                        whole = taken == prefix
+                        self._name = "" if whole else taken
+                        self._prefix_at = at + 1 if whole else at
+                        self._prefix_open = self._prefix_at < len(self._prefixes)
+                        return None
+                # Not a prefix after all: what was taken for it is the name's start.
                 self._prefix_open = False
                 if not all(_is_name_char(c) for c in self._name):
                     return self._fail(i, "not a function name")
