@@ -10,6 +10,7 @@ Reasoning is split off first: a call drafted inside `<think>...</think>` is not 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from enum import IntEnum
 
@@ -27,6 +28,12 @@ from .json_calls import JsonCallScanner
 from .markers import find_first, partial_marker_length
 from .scanning import BodyScanner, CallIndexer, ScanContext, ScanStatus
 from .syntax import CallSyntax
+
+# A code fence around calls (models often wrap them in one): its opener, and the language tag and
+# line break after it.
+FENCE = "```"
+_FENCE_HEAD = re.compile(r"[A-Za-z_]*[ \t]*(?:\r?\n[ \t\r\n]*)?")
+_MAX_FENCE_LOOKAHEAD = 64
 
 
 class _Mode(IntEnum):
@@ -52,11 +59,18 @@ class StreamParser:
         self._tools = tools
         self._reasoning_open, self._reasoning_close = syntax.reasoning or ("", "")
         # Without tools on offer, call syntax is just text; reasoning is still split off.
-        self._open_markers = syntax.open_markers if parse_calls else ()
+        self._blocks = (syntax, *syntax.also) if parse_calls else ()
+        self._open_markers = tuple(marker for block in self._blocks for marker in block.open_markers)
         self._start_bodies = syntax.start_bodies if parse_calls else ()
+        # A fence may wrap calls, unless the format's own markers hold one (Command R+).
+        self._fences = parse_calls and not any(FENCE in marker for marker in self._open_markers)
         self._text_markers = tuple(
-            m for m in (*self._open_markers, self._reasoning_open, *syntax.drop_markers) if m
+            m for m in (*self._open_markers, self._reasoning_open, *syntax.drop_markers, FENCE if self._fences else "") if m
         )
+        self._block = syntax  # the syntax of the call block being read
+        self._fence_open = False  # a fence opened around calls: its closer is dropped too
+        self._fence_head = ""  # that fence's opener, given back with a call that fails
+        self._space_before_body = ""
         self._indexer = CallIndexer(new_call_id)
         self._events: list[ParseEvent] = []
         self._mode = _Mode.REASONING if starts_in_reasoning and self._reasoning_close else _Mode.TEXT
@@ -146,8 +160,35 @@ class StreamParser:
             self._mode = _Mode.REASONING
             if not self._content_started:
                 self._pending_space = ""  # GLM-4.6 opens every answer with "\n<think>": not content
+        elif marker == FENCE:
+            return self._on_fence(rest)
         elif marker in self._open_markers:
             self._start_body(marker)
+        return rest
+
+    def _on_fence(self, rest: str) -> str:
+        """A fence: dropped when it wraps calls (opener and closer), else text."""
+        if self._fence_open:
+            self._fence_open = False
+            # The fence's line goes with it: only the space before the call stands.
+            self._pending_space = self._space_before_body
+            return rest
+        head = _FENCE_HEAD.match(rest)
+        after = rest[head.end() if head else 0 :]
+        undecided = not after or any(m.startswith(after) and m != after for m in self._open_markers)
+        if undecided and len(rest) < _MAX_FENCE_LOOKAHEAD:
+            self._carry = FENCE + rest  # the next piece tells whether a call follows
+            return ""
+        opener = FENCE + rest[: len(rest) - len(after)]
+        if any(after.startswith(marker) for marker in self._open_markers):
+            self._fence_open, self._fence_head = True, opener
+            return after
+        if self._syntax.fenced_json and after[0] in "{[":
+            self._fence_open, self._fence_head = True, ""
+            self._trim_leading = True
+            self._start_body(opener, bare=True)
+            return after
+        self._emit_text(FENCE)
         return rest
 
     def _consume_reasoning(self, text: str) -> str:
@@ -167,8 +208,11 @@ class StreamParser:
     def _start_body(self, prefix: str, *, bare: bool = False) -> None:
         self._mode = _Mode.BODY
         self._trim_leading = True
-        self._body_prefix = prefix
-        syntax = self._syntax
+        self._body_prefix = self._fence_head + prefix
+        self._space_before_body = self._pending_space
+        self._fence_head = ""
+        syntax = next((block for block in self._blocks if prefix in block.open_markers), self._syntax)
+        self._block = syntax
         if syntax.json_objects:
             self._scanner = JsonCallScanner(
                 self._indexer,
@@ -187,7 +231,7 @@ class StreamParser:
         return ScanContext(
             indexer,
             self._tools,
-            json_calls=lambda: JsonCallScanner(indexer, id_keys=self._syntax.id_keys),
+            json_calls=lambda: JsonCallScanner(indexer, id_keys=self._block.id_keys),
             json_arguments=lambda name, written_id: JsonCallScanner(indexer, call_name=name, written_id=written_id),
         )
 
@@ -207,12 +251,12 @@ class StreamParser:
 
     def _consume_after_body(self, text: str) -> str:
         stripped = text.lstrip()
-        separator = self._syntax.call_separator
+        separator = self._block.call_separator
         if separator and stripped.startswith(separator):
             stripped = stripped[len(separator) :].lstrip()
         if not stripped:
             return ""
-        close = self._syntax.close_marker
+        close = self._block.close_marker
         if close:
             if stripped.startswith(close):
                 self._mode = _Mode.TEXT
@@ -220,7 +264,7 @@ class StreamParser:
             if close.startswith(stripped):
                 self._carry = stripped  # the close marker may be split across chunks
                 return ""
-        if self._syntax.bare_repeat and self._syntax.json_objects and stripped[0] in "{[":
+        if self._block.bare_repeat and self._block.json_objects and stripped[0] in "{[":
             # Several calls inside one block (or one after another with no markers).
             self._start_body("")
             return stripped
@@ -243,6 +287,8 @@ class StreamParser:
         assert self._scanner is not None
         # After a completed call in the same block, the marker belongs to that call.
         prefix = "" if self._scanner.completed_any else self._body_prefix
+        if prefix.startswith(FENCE):
+            self._fence_open = False  # the fence is given back as text: its closer is text too
         raw = prefix + "".join(self._scanner.raw)
         announced = self._scanner.current_call_index
         self._scanner = None

@@ -33,6 +33,10 @@ class CallSyntax:
     reasoning: tuple[str, str] | None = None
     # Markers that carry no content (channel headers and the like): dropped from the text.
     drop_markers: tuple[str, ...] = ()
+    # A code fence whose body is a JSON call object (or list) of an offered tool is a call block.
+    fenced_json: bool = False
+    # Other block syntaxes the model may write instead (Hermes models' `<function=NAME>{...}</function>`).
+    also: tuple[CallSyntax, ...] = ()
 
     @property
     def json_objects(self) -> bool:
@@ -44,4 +48,5 @@ class CallSyntax:
     def markers(self) -> tuple[str, ...]:
         """Every marker string, e.g. to ask a backend to keep them as text."""
         found = [*self.open_markers, self.close_marker, *(self.reasoning or ()), *self.drop_markers]
+        found += [marker for block in self.also for marker in (*block.open_markers, block.close_marker)]
         return tuple(dict.fromkeys(marker for marker in found if marker))
