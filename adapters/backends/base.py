@@ -95,7 +95,6 @@ class Finish:
 
     reason: FinishReason
     usage: Usage
-    stop_word: str | None = None
 
 
 BackendEvent = TextPiece | Finish

@@ -105,7 +105,6 @@ class LlamaCppBackend:
         return Finish(
             reason=_FINISH_REASONS.get(stop_type, "stop"),  # type: ignore[arg-type]
             usage=usage,
-            stop_word=chunk.get("stopping_word") or None,
         )
 
     async def template_info(self, upstream_model: str) -> TemplateInfo:

@@ -200,7 +200,6 @@ class _StreamDecoder:
         self._markers = tuple(dict.fromkeys(m for m in (request.eos_token, *request.stop) if m))
         self._held = ""
         self._reason: FinishReason | None = None
-        self._stop_word: str | None = None
         self._usage = Usage()
 
     def take(self, lines: list[bytes]) -> tuple[str, Finish | None, BackendError | None]:
@@ -212,7 +211,7 @@ class _StreamDecoder:
                     if self._reason is None:
                         raise self._backend._broken("ended the stream without a finish_reason")
                     text, _ = _split_trailing(self._held + "".join(texts), self._markers)
-                    return text, Finish(self._reason, self._usage, self._stop_word), None
+                    return text, Finish(self._reason, self._usage), None
         except BackendError as error:
             text, _ = _split_trailing(self._held + "".join(texts), self._markers)
             return text, None, error
@@ -238,8 +237,6 @@ class _StreamDecoder:
                 texts.append(choice["text"])
             if choice.get("finish_reason"):
                 self._reason = backend._finish_reason(choice["finish_reason"])
-                stop = choice.get("stop_reason")
-                self._stop_word = stop if isinstance(stop, str) else None
         if isinstance(chunk.get("usage"), dict):
             self._usage = _usage(chunk["usage"])
         return False

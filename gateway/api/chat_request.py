@@ -12,18 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adapters.backends import SamplingParams
 from adapters.formats.conversation import (
+    FUNCTION_NAME_PATTERN,
     Conversation,
     Message,
     NamedToolChoice,
     ToolCall,
     ToolChoice,
     ToolSpec,
+    default_parameters,
 )
 
 from ..core.faults import InvalidRequest
 from ..core.job import Affinity, ChatJob
-
-_FUNCTION_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
 
 
 class _Model(BaseModel):
@@ -63,7 +63,7 @@ class MessageIn(_Model):
 
 
 class FunctionDef(_Model):
-    name: Annotated[str, Field(pattern=_FUNCTION_NAME)]
+    name: Annotated[str, Field(pattern=FUNCTION_NAME_PATTERN)]
     description: str = ""
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
@@ -215,7 +215,7 @@ def _response_schema(response_format: ResponseFormat | None) -> dict[str, Any] |
 
 
 def _tool(function: FunctionDef) -> ToolSpec:
-    parameters = function.parameters if function.parameters is not None else {"type": "object", "properties": {}}
+    parameters = function.parameters if function.parameters is not None else default_parameters()
     return ToolSpec(function.name, function.description, parameters, bool(function.strict))
 
 

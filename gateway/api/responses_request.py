@@ -11,11 +11,13 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 
 from adapters.backends import SamplingParams
 from adapters.formats.conversation import (
+    FUNCTION_NAME_PATTERN,
     Conversation,
     Message,
     NamedToolChoice,
     ToolChoice,
     ToolSpec,
+    default_parameters,
 )
 
 from ..core.faults import InvalidRequest
@@ -30,8 +32,6 @@ from .responses_items import (
     conversation_messages,
 )
 
-_FUNCTION_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
-
 
 class _Model(BaseModel):
     # Unknown fields are ignored, as for chat, so newer clients keep working.
@@ -40,7 +40,7 @@ class _Model(BaseModel):
 
 class FunctionTool(_Model):
     type: Literal["function"]
-    name: Annotated[str, Field(pattern=_FUNCTION_NAME)]
+    name: Annotated[str, Field(pattern=FUNCTION_NAME_PATTERN)]
     description: str | None = None
     parameters: JsonObject | None = None
     strict: bool | None = None
@@ -155,7 +155,7 @@ def input_items(request: ResponsesRequest) -> list[JsonObject]:
 
 def build_job(request: ResponsesRequest, history: Sequence[JsonObject], items: Sequence[JsonObject]) -> ChatJob:
     """One ChatJob from the stored chain's items, then this request's own (both canonical)."""
-    tools = [ToolSpec(t.name, t.description or "", t.parameters or {"type": "object", "properties": {}},
+    tools = [ToolSpec(t.name, t.description or "", t.parameters or default_parameters(),
                       bool(t.strict)) for t in request.tools or []]
     tools, tool_choice = _tool_choice(request.tool_choice, tools)
     messages = [Message("system", request.instructions)] if request.instructions else []

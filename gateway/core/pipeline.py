@@ -100,7 +100,7 @@ async def run_chat(
                 yield events
             piece = await backend.next()
         assert isinstance(piece, Finish), "backends end every generation with a Finish"
-        if events := checker.check(parser.close()):
+        if events := checker.check(parser.close(cut=piece.reason == "length")):
             yield events
     finally:
         await backend.close()
