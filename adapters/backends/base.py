@@ -129,6 +129,11 @@ class Backend(Protocol):
         """True when the backend answers and is ready to generate."""
         ...
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        """How many tokens the request's prompt is, counted by the backend's own tokenizer exactly
+        as `generate` would send it; None when the backend has no way to tell."""
+        ...
+
     async def list_models(self) -> list[str] | None:
         """The model names it serves, or None when it cannot tell (any name works)."""
         ...

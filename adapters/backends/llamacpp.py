@@ -105,6 +105,15 @@ class LlamaCppBackend:
             context_size=settings.get("n_ctx") or props.get("n_ctx"),
         )
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        # The prompt as /completion gets it: BOS added by the server, special-token text parsed.
+        payload = {"content": request.prompt_without_bos(), "add_special": True, "parse_special": True}
+        answer = await self._http.post_json("/tokenize", payload)
+        tokens = answer.get("tokens") if isinstance(answer, dict) else None
+        if not isinstance(tokens, list):
+            raise BackendProtocolError(self.name, f"backend '{self.name}' answered /tokenize without a 'tokens' list")
+        return len(tokens)
+
     async def health(self) -> bool:
         try:
             async with self._http.request("GET", "/health"):

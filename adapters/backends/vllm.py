@@ -146,6 +146,10 @@ class OpenAICompletionsBackend:
             f"set chat_template on the model route to the path of the model's .jinja template file",
         )
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        """None: OpenAI's completions API has no tokenizer endpoint."""
+        return None
+
     async def health(self) -> bool:
         try:
             async with self._http.request("GET", self.health_path):
@@ -200,6 +204,16 @@ class VllmBackend(OpenAICompletionsBackend):
         except (KeyError, TypeError, ValueError):
             pass
         return DEFAULT_MAX_TOKENS
+
+
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        # As generate sends it: the rendered prompt with its own BOS text, no special tokens added.
+        payload = {"model": request.upstream_model, "prompt": request.prompt, "add_special_tokens": False}
+        answer = await self._http.post_json("/tokenize", payload)
+        count = answer.get("count") if isinstance(answer, dict) else None
+        if not isinstance(count, int):
+            raise self._broken("answered /tokenize without a 'count'")
+        return count
 
 
 def _split_trailing(text: str, markers: tuple[str, ...]) -> tuple[str, str]:

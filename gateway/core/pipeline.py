@@ -34,6 +34,8 @@ class Started:
 class Completed:
     finish_reason: str
     usage: Usage
+    # The stop string that ended the generation, when the backend names it.
+    stop_word: str | None = None
 
 
 PipelineEvent = Started | ParseEvent | Completed
@@ -105,7 +107,7 @@ async def run_chat(job: ChatJob, route: Route, trace: RequestTrace | None = None
     reason: str = piece.reason
     if reason == "stop" and checker.calls:
         reason = "tool_calls"
-    yield Completed(reason, piece.usage)
+    yield Completed(reason, piece.usage, piece.stop_word)
 
 
 class _TimedStream:
