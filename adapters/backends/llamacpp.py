@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .base import BackendEvent, Finish, GenerationRequest, TemplateInfo, TextPiece, Usage, drop_none, sampler_fields
-from .errors import BackendProtocolError, BackendRejected, TemplateUnavailable
+from .errors import BackendError, BackendProtocolError, BackendRejected, TemplateUnavailable
 from .http import BackendHttp, HttpSettings, error_message, iter_lines, parse_json
 
 # llama-server's stop_type -> OpenAI finish_reason. "none" means it stopped for no reason it
@@ -66,8 +66,7 @@ class LlamaCppBackend:
                 if not isinstance(chunk, dict):
                     raise BackendProtocolError(self.name, f"backend '{self.name}' sent a non-object chunk")
                 if "error" in chunk:
-                    message, _ = error_message(chunk)
-                    raise BackendRejected(self.name, f"backend '{self.name}' failed mid-stream: {message}")
+                    raise self._stream_error(chunk)
                 text = chunk.get("content")
                 if text:
                     yield TextPiece(text)
@@ -75,6 +74,17 @@ class LlamaCppBackend:
                     yield self._finish(chunk)
                     return
         raise BackendProtocolError(self.name, f"backend '{self.name}' ended the stream without its final chunk")
+
+    def _stream_error(self, chunk: dict[str, Any]) -> BackendError:
+        """An in-band error: the server's own fault (code 5xx, e.g. a compute error) is not the request's."""
+        message, _ = error_message(chunk)
+        error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+        code = error.get("code")
+        status = code if isinstance(code, int) else None
+        text = f"backend '{self.name}' failed mid-stream: {message}"
+        if status is not None and status >= 500:
+            return BackendError(self.name, text, status=status)
+        return BackendRejected(self.name, text, status=status)
 
     def _finish(self, chunk: dict[str, Any]) -> Finish:
         stop_type = chunk.get("stop_type") or "eos"
