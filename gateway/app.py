@@ -14,6 +14,7 @@ from adapters.formats import format_names, get_format
 from .api.chat_handler import chat_completions
 from .api.debug_render import render_prompt
 from .api.health import PROBE, BackendProbe, live, ready
+from .api.messages_handler import add_messages_routes
 from .api.models_handler import list_models
 from .api.responses_handler import add_responses_routes
 from .core.balancing import BackendPool, PoolMember
@@ -152,6 +153,7 @@ def create_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/chat/completions", chat_completions)
     add_responses_routes(app, config.responses)
+    add_messages_routes(app)
     if config.debug.render_endpoint:
         app.router.add_post("/v1/debug/render", render_prompt)
     return app

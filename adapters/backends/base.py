@@ -95,6 +95,8 @@ class Finish:
 
     reason: FinishReason
     usage: Usage
+    # The stop string that ended it, where the server names it (Anthropic's stop_sequence needs it).
+    stop_word: str | None = None
 
 
 BackendEvent = TextPiece | Finish
@@ -128,6 +130,11 @@ class Backend(Protocol):
 
     async def health(self) -> bool:
         """True when the backend answers and is ready to generate."""
+        ...
+
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        """How many tokens the request's prompt is, counted by the backend's own tokenizer exactly
+        as `generate` would send it; None when the backend has no way to tell."""
         ...
 
     async def list_models(self) -> list[str] | None:

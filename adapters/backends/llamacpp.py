@@ -77,10 +77,9 @@ class LlamaCppBackend:
                     if not isinstance(chunk, dict):
                         raise BackendProtocolError(self.name, f"backend '{self.name}' sent a non-object chunk")
                     if "error" in chunk:
-                        message, _ = error_message(chunk)
                         if texts:  # what came before the error still reaches the client
                             yield TextPiece("".join(texts))
-                        raise BackendRejected(self.name, f"backend '{self.name}' failed mid-stream: {message}")
+                        raise self._stream_error(chunk)
                     text = chunk.get("content")
                     if text:
                         texts.append(text)
@@ -92,6 +91,17 @@ class LlamaCppBackend:
                 if texts:
                     yield TextPiece("".join(texts))
         raise BackendProtocolError(self.name, f"backend '{self.name}' ended the stream without its final chunk")
+
+    def _stream_error(self, chunk: dict[str, Any]) -> BackendError:
+        """An in-band error: the server's own fault (code 5xx, e.g. a compute error) is not the request's."""
+        message, _ = error_message(chunk)
+        error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+        code = error.get("code")
+        status = code if isinstance(code, int) else None
+        text = f"backend '{self.name}' failed mid-stream: {message}"
+        if status is not None and status >= 500:
+            return BackendError(self.name, text, status=status)
+        return BackendRejected(self.name, text, status=status)
 
     def _finish(self, chunk: dict[str, Any]) -> Finish:
         stop_type = chunk.get("stop_type") or "eos"
@@ -105,6 +115,7 @@ class LlamaCppBackend:
         return Finish(
             reason=_FINISH_REASONS.get(stop_type, "stop"),  # type: ignore[arg-type]
             usage=usage,
+            stop_word=chunk.get("stopping_word") or None,
         )
 
     async def template_info(self, upstream_model: str) -> TemplateInfo:
@@ -120,6 +131,15 @@ class LlamaCppBackend:
             source=f"{self._http.settings.base_url}/props",
             context_size=settings.get("n_ctx") or props.get("n_ctx"),
         )
+
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        # The prompt as /completion gets it: BOS added by the server, special-token text parsed.
+        payload = {"content": request.prompt_without_bos(), "add_special": True, "parse_special": True}
+        answer = await self._http.post_json("/tokenize", payload)
+        tokens = answer.get("tokens") if isinstance(answer, dict) else None
+        if not isinstance(tokens, list):
+            raise BackendProtocolError(self.name, f"backend '{self.name}' answered /tokenize without a 'tokens' list")
+        return len(tokens)
 
     async def health(self) -> bool:
         try:

@@ -139,6 +139,10 @@ class OllamaBackend:
             context_size=_context_length(shown),
         )
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        """None: Ollama's API has no tokenizer endpoint (only open proposals for /api/tokenize)."""
+        return None
+
     async def health(self) -> bool:
         try:
             async with self._http.request("GET", "/api/version"):

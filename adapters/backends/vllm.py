@@ -132,6 +132,10 @@ class OpenAICompletionsBackend:
             f"set chat_template on the model route to the path of the model's .jinja template file",
         )
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        """None: OpenAI's completions API has no tokenizer endpoint."""
+        return None
+
     async def health(self) -> bool:
         try:
             async with self._http.request("GET", self.health_path):
@@ -188,6 +192,16 @@ class VllmBackend(OpenAICompletionsBackend):
         return DEFAULT_MAX_TOKENS
 
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        # As generate sends it: the rendered prompt with its own BOS text, no special tokens added.
+        payload = {"model": request.upstream_model, "prompt": request.prompt, "add_special_tokens": False}
+        answer = await self._http.post_json("/tokenize", payload)
+        count = answer.get("count") if isinstance(answer, dict) else None
+        if not isinstance(count, int):
+            raise self._broken("answered /tokenize without a 'count'")
+        return count
+
+
 class _StreamDecoder:
     """One completion stream's lines -> text, the finish, or the error that ended it.
 
@@ -201,6 +215,7 @@ class _StreamDecoder:
         self._held = ""
         self._reason: FinishReason | None = None
         self._usage = Usage()
+        self._stop_word: str | None = None
 
     def take(self, lines: list[bytes]) -> tuple[str, Finish | None, BackendError | None]:
         """The text of one read's lines (sent even when an error follows it), and how it ended."""
@@ -211,7 +226,7 @@ class _StreamDecoder:
                     if self._reason is None:
                         raise self._backend._broken("ended the stream without a finish_reason")
                     text, _ = _split_trailing(self._held + "".join(texts), self._markers)
-                    return text, Finish(self._reason, self._usage), None
+                    return text, Finish(self._reason, self._usage, self._stop_word), None
         except BackendError as error:
             text, _ = _split_trailing(self._held + "".join(texts), self._markers)
             return text, None, error
@@ -237,6 +252,8 @@ class _StreamDecoder:
                 texts.append(choice["text"])
             if choice.get("finish_reason"):
                 self._reason = backend._finish_reason(choice["finish_reason"])
+                stop = choice.get("stop_reason")  # vLLM names the stop string that ended it
+                self._stop_word = stop if isinstance(stop, str) else None
         if isinstance(chunk.get("usage"), dict):
             self._usage = _usage(chunk["usage"])
         return False

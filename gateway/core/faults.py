@@ -39,6 +39,14 @@ class NotFound(Fault):
         self.code = code
 
 
+class Unsupported(Fault):
+    """The request is valid, but what it asks of this route is something its backend cannot do."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class UnknownModel(Fault):
     def __init__(self, model: str, known: list[str]) -> None:
         hint = f" Available models: {', '.join(known)}." if known else ""

@@ -35,6 +35,8 @@ class Started:
 class Completed:
     finish_reason: str
     usage: Usage
+    # The stop string that ended the generation, when the backend names it.
+    stop_word: str | None = None
 
 
 # Parser events come in lists: all the events of one backend read, so the edge can write them at once.
@@ -110,7 +112,7 @@ async def run_chat(
     reason: str = piece.reason
     if reason == "stop" and checker.calls:
         reason = "tool_calls"
-    yield Completed(reason, piece.usage)
+    yield Completed(reason, piece.usage, piece.stop_word)
 
 
 class _TimedStream:

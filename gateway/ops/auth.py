@@ -45,15 +45,19 @@ class KeyRing:
     def enabled(self) -> bool:
         return bool(self._keys)
 
-    def authenticate(self, authorization: str | None) -> ApiKey:
-        """The key a request presents, or a 401. Every key is compared, so timing says nothing."""
-        presented = _bearer(authorization).encode()
+    def authenticate(self, authorization: str | None, api_key: str | None = None) -> ApiKey:
+        """The key a request presents (a bearer token or an `x-api-key` header), or a 401.
+        Every key is compared with every presented value, so timing says nothing."""
+        presented = [value.encode() for value in (_bearer(authorization), (api_key or "").strip()) if value]
         found: ApiKey | None = None
         for key in self._keys:
-            if hmac.compare_digest(key.secret, presented):
-                found = key
+            for value in presented:
+                if hmac.compare_digest(key.secret, value):
+                    found = key
         if found is None:
-            raise Unauthenticated("Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.")
+            raise Unauthenticated(
+                "Incorrect API key provided. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
+            )
         return found
 
 
