@@ -12,7 +12,7 @@ CONFIG ?= config/toolwire.yaml
 PORTABLE_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_BMI2=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 
-.PHONY: serve test install install-serve install-test backend bench
+.PHONY: serve test lint install install-serve install-test backend bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -44,7 +44,13 @@ serve: install-serve
 	$(VENV)/bin/toolwire serve --config $(CONFIG)
 
 test: install-test
+	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest
+
+# Lint and type checks run with the tests: import order, pyflakes, bugbear; mypy over the packages.
+lint:
+	$(VENV)/bin/ruff check gateway adapters toolwire
+	$(VENV)/bin/mypy
 
 backend: install-test
 	$$($(PY) -m tests.support.real_llama --print-binary) \

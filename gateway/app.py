@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
@@ -14,18 +15,24 @@ from adapters.formats import format_names, get_format
 from .api.chat_handler import chat_completions
 from .api.debug_render import render_prompt
 from .api.health import PROBE, BackendProbe, live, models_status, ready
+from .api.messages_handler import add_messages_routes
 from .api.models_handler import list_models
 from .api.responses_handler import add_responses_routes
+from .core.balancing import BackendPool, PoolMember
 from .core.chat_template import TemplateError, load_template_file
 from .core.limits import BackendLimiter
+from .core.rate_limits import KeyRateLimits
 from .core.routing import TEMPLATE_FROM_BACKEND, Route, RoutingTable
+from .core.state import LocalState, SharedState
 from .ops.app_keys import (
     CONFIG,
     FLEET,
     KEY_RING,
     LIFECYCLE,
     METRICS,
+    RATE_LIMITS,
     ROUTING_TABLE,
+    SHARED_STATE,
     STARTED_AT,
 )
 from .ops.auth import KeyRing
@@ -34,6 +41,8 @@ from .ops.fleet_metrics import FleetCollector
 from .ops.lifecycle import Lifecycle
 from .ops.metrics import Metrics
 from .ops.middleware import MIDDLEWARES
+from .ops.router_setup import build_router, record_backend_states
+from .ops.shared_state import open_shared_state
 
 log = structlog.get_logger("toolwire.app")
 
@@ -64,6 +73,7 @@ def _create_backend(backend: BackendConfig, fleet: Fleet | None) -> Backend:
         connect_timeout=backend.timeouts.connect,
         read_timeout=backend.timeouts.read,
         max_connections=backend.max_connections,
+        max_line_bytes=backend.max_line_bytes,
     )
     spec = backend.launch_spec()
     if spec is None:
@@ -73,16 +83,31 @@ def _create_backend(backend: BackendConfig, fleet: Fleet | None) -> Backend:
     return ManagedLlamaCppBackend(backend.name, fleet.supervisor(backend.name, spec, settings))
 
 
-def build_routing_table(config: GatewayConfig, fleet: Fleet | None = None) -> RoutingTable:
+def build_routing_table(
+    config: GatewayConfig, state: SharedState | None = None, fleet: Fleet | None = None
+) -> RoutingTable:
     """Backends are created once and shared by every route that names them (one pool each);
     launched ones get their supervisor from `fleet`, which owns their processes."""
     backends = {backend.name: _create_backend(backend, fleet) for backend in config.backends}
+    limiters = {
+        backend.name: BackendLimiter(
+            backend.name,
+            max_concurrency=backend.max_concurrency,
+            queue_size=backend.queue_size,
+            queue_timeout=backend.queue_timeout,
+        )
+        for backend in config.backends
+    }
+    router = build_router(config.router, state or LocalState(), limiters)
     routes = []
     for model in config.models:
+        members = [PoolMember(backends[ref.name], ref.upstream_model, ref.weight) for ref in model.backend_refs]
         routes.append(
             Route(
                 name=model.name,
-                backend=backends[model.backend],
+                backend=members[0].backend,
+                pool=BackendPool(members, router, strategy=model.balance, resume=model.resume),
+                fallbacks=model.fallbacks,
                 upstream_model=model.upstream_model,
                 tool_format=None if model.tool_format == AUTO_FORMAT else get_format(model.tool_format),
                 template_source=model.chat_template,
@@ -96,21 +121,14 @@ def build_routing_table(config: GatewayConfig, fleet: Fleet | None = None) -> Ro
             )
         )
     aliases = {alias: model.name for model in config.models for alias in model.aliases}
-    limiters = {
-        backend.name: BackendLimiter(
-            backend.name,
-            max_concurrency=backend.max_concurrency,
-            queue_size=backend.queue_size,
-            queue_timeout=backend.queue_timeout,
-        )
-        for backend in config.backends
-    }
-    return RoutingTable(routes, aliases, limiters)
+    return RoutingTable(routes, aliases, limiters, router)
 
 
-async def start_routing_table(config: GatewayConfig, fleet: Fleet | None = None) -> RoutingTable:
+async def start_routing_table(
+    config: GatewayConfig, state: SharedState | None = None, fleet: Fleet | None = None
+) -> RoutingTable:
     """A routing table with its file templates loaded: a broken one fails now, not on a request."""
-    table = build_routing_table(config, fleet)
+    table = build_routing_table(config, state, fleet)
     for route in table:
         if route.template_source != TEMPLATE_FROM_BACKEND:
             await route.template()
@@ -127,15 +145,19 @@ def create_app(config: GatewayConfig) -> web.Application:
     app[FLEET] = Fleet(config.limits.max_loaded_models)
     app[METRICS].registry.register(FleetCollector(app[FLEET]))
 
-    async def start_routes(app: web.Application) -> None:
+    async def start_routes(app: web.Application) -> AsyncIterator[None]:
         # Backends hold connection pools and locks, which belong to the running event loop.
         app[LIFECYCLE] = Lifecycle()
-        app[ROUTING_TABLE] = await start_routing_table(config, app[FLEET])
+        app[SHARED_STATE] = open_shared_state(config.router.redis_url)
+        app[RATE_LIMITS] = KeyRateLimits(app[SHARED_STATE])
+        app[ROUTING_TABLE] = await start_routing_table(config, app[SHARED_STATE], app[FLEET])
+        app[METRICS].before_scrape.append(lambda: record_backend_states(app[ROUTING_TABLE], app[METRICS]))
         log.info("routes_ready", models=app[ROUTING_TABLE].public_names())
         app[FLEET].preload()
         yield
         for backend in app[ROUTING_TABLE].backends:
             await backend.close()
+        await app[SHARED_STATE].close()
         await app[FLEET].close()  # every llama-server toolwire started stops with it
 
     app.cleanup_ctx.append(start_routes)
@@ -147,6 +169,7 @@ def create_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/chat/completions", chat_completions)
     add_responses_routes(app, config.responses)
+    add_messages_routes(app)
     if config.debug.render_endpoint:
         app.router.add_post("/v1/debug/render", render_prompt)
     return app

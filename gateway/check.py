@@ -33,7 +33,7 @@ class Row:
 
 async def run_check(config: GatewayConfig, source: str) -> int:
     fleet = Fleet(config.limits.max_loaded_models)  # launched servers start for the probe, then stop
-    table = build_routing_table(config, fleet)
+    table = build_routing_table(config, fleet=fleet)
     try:
         health = {backend.name: await backend.health() for backend in table.backends}
         rows = [await _check_route(route, health[route.backend.name]) for route in table]

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from .app import check_config
 from .check import run_check
+from .event_loop import LOOP_CHOICES, LoopUnavailable, loop_name, run
 from .ops.config import ConfigError, default_config_path, load_config
 from .ops.logging_setup import configure_logging
 from .ps import gateway_url, run_ps
 from .server import serve
+from .workers import supervise, worker_count
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_command.add_argument("--config", help="routing table YAML (default: $TOOLWIRE_CONFIG or config/toolwire.yaml)")
     serve_command.add_argument("--host", help="override listen.host")
     serve_command.add_argument("--port", type=int, help="override listen.port")
+    serve_command.add_argument("--workers", default="1", help="gateway processes on the one port: a number or 'auto' (one per core)")
+    serve_command.add_argument("--loop", choices=LOOP_CHOICES, default="auto", help="event loop (auto: uvloop when installed)")
+    serve_command.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # started by --workers
     check = commands.add_parser("check", help="validate the config and probe every backend and model")
     check.add_argument("--config", help="routing table YAML (default: $TOOLWIRE_CONFIG or config/toolwire.yaml)")
     ps = commands.add_parser("ps", help="list the llama-servers a running gateway launched")
@@ -48,8 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config.log_level)
     host = args.host or config.listen.host
     port = args.port or config.listen.port
-    print(f"toolwire: serving {len(config.models)} model(s) on http://{host}:{port}/v1", file=sys.stderr)
-    asyncio.run(serve(config, Path(path), host, port))
+    try:
+        workers = worker_count(args.workers)
+        loop = loop_name(args.loop)
+    except (ValueError, LoopUnavailable) as error:
+        print(f"toolwire: {error}", file=sys.stderr)
+        return 2
+    if workers > 1 and not args.worker:
+        print(f"toolwire: serving {len(config.models)} model(s) on http://{host}:{port}/v1 with {workers} workers "
+              f"({loop})", file=sys.stderr)
+        return supervise(workers, str(path), host, port, args.loop)
+    if not args.worker:
+        print(f"toolwire: serving {len(config.models)} model(s) on http://{host}:{port}/v1 ({loop})", file=sys.stderr)
+    run(serve(config, Path(path), host, port, reuse_port=args.worker), args.loop)
     return 0
 
 

@@ -19,19 +19,20 @@ from aiohttp import web
 from adapters.backends.managed import supervisors_of
 
 from .app import check_config, create_app, start_routing_table
-from .ops.app_keys import CONFIG, FLEET, KEY_RING, LIFECYCLE, ROUTING_TABLE
+from .ops.app_keys import CONFIG, FLEET, KEY_RING, LIFECYCLE, ROUTING_TABLE, SHARED_STATE
 from .ops.auth import KeyRing
 from .ops.config import ConfigError, GatewayConfig, load_config
 
 log = structlog.get_logger("toolwire.server")
 
 
-async def serve(config: GatewayConfig, config_path: Path, host: str, port: int) -> None:
+async def serve(config: GatewayConfig, config_path: Path, host: str, port: int, *, reuse_port: bool = False) -> None:
+    """Serve until SIGTERM; `reuse_port` lets several worker processes share the port."""
     app = create_app(config)
     # The drain below already waited for requests in flight: what is left is cancelled at once.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
     log.info("listening", url=f"http://{host}:{port}/v1", models=len(config.models))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -67,8 +68,9 @@ async def reload_routes(app: web.Application, config_path: Path) -> None:
     try:
         config = load_config(config_path)
         check_config(config, str(config_path))
-        table = await start_routing_table(config, app[FLEET])
-    except (ConfigError, Exception) as error:
+        table = await start_routing_table(config, app[SHARED_STATE], app[FLEET])
+    # Whatever breaks a reload (config, templates, backends), the old table keeps serving.
+    except (ConfigError, Exception) as error:  # noqa: BLE001
         log.error("reload_rejected", path=str(config_path), error=str(error))
         return
     old = app[ROUTING_TABLE]

@@ -310,6 +310,8 @@ async def test_parallel_calls_run_concurrently(
 
 
 async def test_callbacks_come_in_order(async_client: AsyncOpenAI, fake_llama: FakeLlamaServer) -> None:
+    # Tokens come apart in time, as from a real model: the gateway forwards what each read brings.
+    fake_llama.token_delay = 0.002
     fake_llama.script(
         "<think>Use the tool.</think>" + calls(("add", '{"a": 2, "b": 2}')),
         answer("<think>It said {results}.</think>Two and two make {results}."),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from openai import APIError, AsyncOpenAI
+from openai import APIError, AsyncOpenAI, LengthFinishReasonError
 
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text
 
@@ -97,7 +97,8 @@ async def test_corpus_stream_and_non_stream_agree(client: AsyncOpenAI, fake_llam
 
 async def test_stream_deltas_follow_openai_rules(client: AsyncOpenAI, fake_llama: FakeLlamaServer) -> None:
     output = hermes_call("get_weather", '{"city": "' + "long " * 60 + '"}') + "\n" + hermes_call("get_time", "{}")
-    fake_llama.script(Scripted(split_text(output, every=4)))
+    # A model writes a token at a time: paced, each piece arrives in its own read and its own delta.
+    fake_llama.script(Scripted(split_text(output, every=4), delay=0.002))
     stream = await ask(client, stream=True, stream_options={"include_usage": True})
     chunks = [chunk async for chunk in stream]
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -145,20 +146,45 @@ async def test_malformed_after_name_in_stream_ends_with_error(client: AsyncOpenA
         await ask_streamed(client)
 
 
-async def test_max_tokens_cut_never_yields_half_a_call(client: AsyncOpenAI, fake_llama: FakeLlamaServer) -> None:
+async def test_max_tokens_cut_inside_a_call_keeps_the_call_as_written(client: AsyncOpenAI, fake_llama: FakeLlamaServer) -> None:
+    """As OpenAI returns a call the token limit cut: the call with the arguments written so far,
+    `finish_reason: "length"`, a normal end of stream; the SDK's parse helpers raise their own error."""
     output = hermes_call("get_weather", '{"city": "Paris"}')
     pieces = split_text(output)
-    fake_llama.script(Scripted(pieces), Scripted(pieces), Scripted(["Hello", " there", " friend"]))
+    fake_llama.script(*[Scripted(pieces)] * 3, Scripted(["Hello", " there", " friend"]))
     cut = pieces.index("Paris")  # the limit falls inside the arguments, after the name
     whole = await ask(client, max_tokens=cut)
-    assert whole.choices[0].finish_reason == "length"
-    assert whole.choices[0].message.tool_calls is None
-    assert whole.choices[0].message.content == "".join(pieces[:cut])
-    with pytest.raises(APIError, match="broke off"):
+    choice = whole.choices[0]
+    assert choice.finish_reason == "length"
+    assert choice.message.content is None
+    assert [(c.function.name, c.function.arguments) for c in choice.message.tool_calls or []] == [("get_weather", '{"city": "')]
+    stream = await client.chat.completions.create(model=HERMES_MODEL, messages=ASK, tools=TOOLS, max_tokens=cut, stream=True)
+    names, arguments, finishes = [], "", []
+    async for chunk in stream:  # ends at `[DONE]`, with no error
+        for call in chunk.choices[0].delta.tool_calls or []:
+            names += [call.function.name] if call.function and call.function.name else []
+            arguments += call.function.arguments or "" if call.function else ""
+        finishes += [chunk.choices[0].finish_reason] if chunk.choices[0].finish_reason else []
+    assert (names, arguments, finishes) == (["get_weather"], '{"city": "', ["length"])
+    with pytest.raises(LengthFinishReasonError):
         await ask_streamed(client, max_tokens=cut)
     text = await ask(client, max_completion_tokens=2)
     assert (text.choices[0].message.content, text.choices[0].finish_reason) == ("Hello there", "length")
     assert fake_llama.requests[-1]["n_predict"] == 2
+
+
+async def test_max_tokens_cut_before_the_name_is_text(client: AsyncOpenAI, fake_llama: FakeLlamaServer) -> None:
+    output = hermes_call("get_weather", '{"city": "Paris"}')
+    pieces = split_text(output)
+    cut = pieces.index("get") + 1  # the name is not complete
+    fake_llama.script(Scripted(pieces), Scripted(pieces))
+    whole = await ask(client, max_tokens=cut)
+    assert (whole.choices[0].finish_reason, whole.choices[0].message.tool_calls) == ("length", None)
+    assert whole.choices[0].message.content == "".join(pieces[:cut])
+    stream = await client.chat.completions.create(model=HERMES_MODEL, messages=ASK, tools=TOOLS, max_tokens=cut, stream=True)
+    chunks = [chunk async for chunk in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole.choices[0].message.content
+    assert not any(c.choices[0].delta.tool_calls for c in chunks)
 
 
 async def test_default_format_end_to_end(client: AsyncOpenAI, fake_llama: FakeLlamaServer) -> None:

@@ -46,7 +46,25 @@ def test_compose_file_matches_the_specification() -> None:
     assert services["vllm"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
 
 
-@pytest.mark.parametrize("profiles", [[], ["llamacpp"], ["ollama"], ["vllm"], ["llamacpp", "ollama", "vllm"]])
+def test_replicas_profile_runs_two_gateways_sharing_redis() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    replicas = [name for name, service in services.items() if service.get("profiles") == ["replicas"]]
+    assert sorted(replicas) == ["gateway-1", "gateway-2", "llamacpp-a", "llamacpp-b", "redis"]
+    for name in ("gateway-1", "gateway-2"):
+        gateway = services[name]
+        assert gateway["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert gateway["volumes"] == ["./config/compose-replicas.yaml:/etc/toolwire/toolwire.yaml:ro"]
+        assert gateway["ports"][0].endswith(":8000")
+    assert services["gateway-1"]["ports"] != services["gateway-2"]["ports"]
+    assert "redis-cli" in services["redis"]["healthcheck"]["test"]
+    config = load_config(ROOT / "config" / "compose-replicas.yaml", environ={})
+    assert config.router.redis_url == config.responses.redis_url == "redis://redis:6379/0"
+    assert [ref.name for ref in config.models[0].backend_refs] == ["llamacpp-a", "llamacpp-b"]
+
+
+@pytest.mark.parametrize(
+    "profiles", [[], ["llamacpp"], ["ollama"], ["vllm"], ["replicas"], ["llamacpp", "ollama", "vllm", "replicas"]]
+)
 def test_docker_compose_config_accepts_every_profile(profiles: list[str]) -> None:
     args = [str(compose_binary()), "-f", str(COMPOSE)]
     for profile in profiles:
@@ -63,7 +81,9 @@ def test_dockerfile_runs_toolwire_serve_as_non_root_with_a_healthcheck() -> None
     assert 'CMD ["toolwire", "serve"]' in dockerfile
 
 
-@pytest.mark.parametrize("name", ["compose-llamacpp.yaml", "compose-ollama.yaml", "compose-vllm.yaml"])
+@pytest.mark.parametrize(
+    "name", ["compose-llamacpp.yaml", "compose-ollama.yaml", "compose-vllm.yaml", "compose-replicas.yaml"]
+)
 def test_compose_routing_tables_load(name: str, tmp_path: Path) -> None:
     text = (ROOT / "config" / name).read_text()
     # The vLLM table points at a template mounted into the container; stand one in for the check.

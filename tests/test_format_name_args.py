@@ -238,8 +238,9 @@ CORPUS: list[tuple[str, str, str, str, str, Outcome]] = [
      Outcome(f'{CALL_BEGIN}function{SEP}get_weather\n```json\n{{"city": Paris}}\n```{CALL_END}', failed=1)),
     ("deepseek", "truncated arguments", f'{CALL_BEGIN}function{SEP}get_weather\n```json\n{{"city": "Pa', "", "",
      Outcome(f'{CALL_BEGIN}function{SEP}get_weather\n```json\n{{"city": "Pa', failed=1)),
-    ("deepseek", "truncated before the fence closes", f"{CALL_BEGIN}function{SEP}get_time\n```json\n{{}}\n", "", "",
-     Outcome(f"{CALL_BEGIN}function{SEP}get_time\n```json\n{{}}\n", failed=1)),
+    # Arguments complete, only the fence's closing (optional, as in llama.cpp) is missing: a call.
+    ("deepseek", "ended before the fence closes", f"{CALL_BEGIN}function{SEP}get_time\n```json\n{{}}\n", "", "",
+     Outcome("", [("get_time", {})])),
 
     ("gpt_oss", "analysis then a call",
      '<|channel|>analysis<|message|>Need the weather.<|end|>' + harmony("get_weather", '{"city":"Paris"}'), "",

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from openai import APIError, AsyncOpenAI
+from openai import AsyncOpenAI, LengthFinishReasonError
 
 from adapters.formats import get_format
 from adapters.formats.conversation import Conversation, Message, ToolCall, ToolSpec
@@ -647,16 +647,24 @@ async def test_gateway_renders_history_with_the_family_template(sdk: AsyncOpenAI
     assert not (bos and prompt.startswith(bos)), "llama-server adds BOS itself"
 
 
-async def test_gateway_max_tokens_cut_never_yields_half_a_call(sdk: AsyncOpenAI, fake: FakeLlamaServer) -> None:
+async def test_gateway_max_tokens_cut_keeps_the_calls_as_written(sdk: AsyncOpenAI, fake: FakeLlamaServer) -> None:
     output = '[get_weather(city="Paris"), get_weather(city="Rome")]'
     pieces = split_text(output)
     cut = pieces.index("Rome") + 1  # inside the second call's string
-    fake.script(Scripted(pieces), Scripted(pieces))
+    fake.script(Scripted(pieces), Scripted(pieces), Scripted(pieces))
     whole = await ask(sdk, model="gemma-3", tools=OPENAI_TOOLS, max_tokens=cut)
     assert whole.choices[0].finish_reason == "length"
-    content, calls = summary(whole.choices[0].message)
-    assert calls == [WEATHER_CALL]
-    assert content == "".join(pieces[:cut])[len('[get_weather(city="Paris"), ') :]
-    # Streamed, the second call's fragments are already out: the stream ends with an error.
-    with pytest.raises(APIError, match="broke off"):
+    assert whole.choices[0].message.content is None
+    # The second call was named before the cut: it stays, with the arguments written so far.
+    assert [c.function.arguments for c in whole.choices[0].message.tool_calls] == ['{"city": "Paris"}', '{"city": "Rome']
+    # Streamed, the same calls, and a normal end (the SDK's helper raises its length error).
+    stream = await sdk.chat.completions.create(model="gemma-3", messages=ASK, tools=OPENAI_TOOLS, max_tokens=cut, stream=True)
+    arguments: dict[int, str] = {}
+    async for chunk in stream:
+        for delta in chunk.choices[0].delta.tool_calls or []:
+            arguments[delta.index] = arguments.get(delta.index, "") + (delta.function.arguments or "" if delta.function else "")
+        if chunk.choices[0].finish_reason:
+            assert chunk.choices[0].finish_reason == "length"
+    assert list(arguments.values()) == [c.function.arguments for c in whole.choices[0].message.tool_calls]
+    with pytest.raises(LengthFinishReasonError):
         await ask_streamed(sdk, model="gemma-3", tools=OPENAI_TOOLS, max_tokens=cut)

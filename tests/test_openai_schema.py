@@ -308,16 +308,10 @@ async def test_chat_completion_stream_matches_spec(
 
 
 async def test_stream_fault_event_matches_spec(gateway_url: str, fake_llama: FakeLlamaServer) -> None:
-    """A call that breaks after its fragments went out ends the stream with a `data: {"error": ...}` event."""
+    """A backend fault after a call's fragments went out ends the stream with a `data: {"error": ...}` event."""
     pieces = split_text(hermes_call("get_weather", '{"city": "Paris"}'))
-    fake_llama.script(Scripted(pieces))
-    request = {
-        "model": HERMES_MODEL,
-        "messages": ASK,
-        "tools": TOOLS,
-        "stream": True,
-        "max_tokens": pieces.index("Paris"),
-    }
+    fake_llama.script(Scripted(pieces, error_after=pieces.index("Paris")))
+    request = {"model": HERMES_MODEL, "messages": ASK, "tools": TOOLS, "stream": True}
     status, content_type, raw = await post_raw(gateway_url, request)
     assert (status, content_type) == (200, "text/event-stream"), raw[:500]
     *chunks, last = [strict_json(payload) for payload in sse_events(raw)]
@@ -325,6 +319,19 @@ async def test_stream_fault_event_matches_spec(gateway_url: str, fake_llama: Fak
     assert any(delta.get("tool_calls") for chunk in chunks for delta in [chunk["choices"][0]["delta"]])
     openapi.assert_valid(ERROR, last)
     assert_all_valid(CHAT_CHUNK, chunks)
+
+
+async def test_length_cut_call_stream_matches_spec(gateway_url: str, fake_llama: FakeLlamaServer) -> None:
+    """A call the token limit cut: valid chunks, `finish_reason: "length"`, then `[DONE]`."""
+    pieces = split_text(hermes_call("get_weather", '{"city": "Paris"}'))
+    fake_llama.script(Scripted(pieces))
+    request = {"model": HERMES_MODEL, "messages": ASK, "tools": TOOLS, "stream": True, "max_tokens": pieces.index("Paris")}
+    status, content_type, raw = await post_raw(gateway_url, request)
+    assert (status, content_type) == (200, "text/event-stream"), raw[:500]
+    assert raw.rstrip().endswith(b"data: [DONE]")
+    chunks = [strict_json(payload) for payload in sse_events(raw) if payload != b"[DONE]"]
+    assert_all_valid(CHAT_CHUNK, chunks)
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"][0]["finish_reason"]] == ["length"]
 
 
 # --------------------------------------------------------------------------------------------------

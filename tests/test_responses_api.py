@@ -95,7 +95,9 @@ async def test_corpus_stream_and_non_stream_agree(
 
 
 async def test_arguments_stream_as_the_model_writes_them(gateway_url: str, fake_llama: FakeLlamaServer) -> None:
-    fake_llama.script(Scripted(split_text(hermes_call("get_weather", '{"city": "' + "long " * 40 + '"}'), every=4)))
+    # Paced as a model writes, so the pieces arrive in separate reads (an instant burst is one delta).
+    fake_llama.script(Scripted(split_text(hermes_call("get_weather", '{"city": "' + "long " * 40 + '"}'), every=4),
+                               delay=0.002))
     events = await stream(gateway_url, ASK)
     deltas = [e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"]
     assert len(deltas) > 10

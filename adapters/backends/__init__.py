@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Backend, BackendEvent, Constraint, Finish, GenerationRequest, SamplingParams, TemplateInfo, TextPiece, Usage
+from .base import (
+    Backend,
+    BackendEvent,
+    Constraint,
+    Finish,
+    GenerationRequest,
+    SamplingParams,
+    TemplateInfo,
+    TextPiece,
+    Usage,
+)
 from .http import HttpSettings
 
 # Backend type -> "module:class" in this package; imported when a config names the type.
@@ -27,7 +37,7 @@ def create_backend(backend_type: str, name: str, settings: HttpSettings) -> Back
     except KeyError:
         raise ValueError(f"backend type {backend_type!r} is not supported (supported: {', '.join(backend_types())})") from None
     module = importlib.import_module(f"{__name__}.{module_name}")
-    return getattr(module, class_name)(name, settings)  # type: ignore[no-any-return]
+    return getattr(module, class_name)(name, settings)
 
 
 __all__ = [

@@ -1,7 +1,9 @@
 """The one small interface every backend implements, and the plain types that cross it.
 
 A backend turns a rendered prompt plus sampling parameters into an async stream of text pieces,
-ending with one `Finish`. It knows its own wire format; nothing above it does.
+ending with one `Finish`. It knows its own wire format; nothing above it does. A piece is all the
+text one read from the socket carried (one token when idle, several under load), so the layers
+above pay their per-event cost once per read, not once per upstream chunk.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class TextPiece:
-    """A piece of generated text, as the backend streamed it."""
+    """Generated text: everything one read from the backend carried, never empty."""
 
     text: str
 
@@ -93,6 +95,7 @@ class Finish:
 
     reason: FinishReason
     usage: Usage
+    # The stop string that ended it, where the server names it (Anthropic's stop_sequence needs it).
     stop_word: str | None = None
 
 
@@ -127,6 +130,11 @@ class Backend(Protocol):
 
     async def health(self) -> bool:
         """True when the backend answers and is ready to generate."""
+        ...
+
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        """How many tokens the request's prompt is, counted by the backend's own tokenizer exactly
+        as `generate` would send it; None when the backend has no way to tell."""
         ...
 
     async def list_models(self) -> list[str] | None:

@@ -6,7 +6,6 @@ timeouts and error statuses into `BackendError`s lives here, once.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from .errors import (
     BackendUnreachable,
     ContextLengthExceeded,
 )
+from .lines import DEFAULT_MAX_LINE_BYTES, read_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,7 @@ class HttpSettings:
     connect_timeout: float = 5.0
     read_timeout: float = 300.0  # max silence between two bytes, not a cap on the whole answer
     max_connections: int = 64
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES  # the longest stream line accepted
 
 
 class BackendHttp:
@@ -68,7 +69,7 @@ class BackendHttp:
                 yield response
         except BackendError:
             raise
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as error:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as error:
             raise BackendTimeout(
                 self.backend, f"backend '{self.backend}' did not answer in time ({_describe(error)})"
             ) from error
@@ -82,6 +83,10 @@ class BackendHttp:
             ) from error
         except aiohttp.ClientError as error:
             raise BackendUnreachable(self.backend, f"backend '{self.backend}' failed: {_describe(error)}") from error
+
+    def lines(self, response: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+        """The streamed body as batches of lines, one batch per read (see `lines.read_lines`)."""
+        return read_lines(response, self.backend, self.settings.max_line_bytes)
 
     async def get_json(self, path: str) -> Any:
         async with self.request("GET", path) as response:
@@ -99,17 +104,6 @@ class BackendHttp:
         if 400 <= status < 500 and status not in (401, 403, 404, 408, 429):
             return BackendRejected(self.backend, text, status=status)
         return BackendError(self.backend, text, status=status)
-
-
-async def iter_lines(response: aiohttp.ClientResponse, backend: str) -> AsyncIterator[bytes]:
-    """The response body line by line, with faults mid-stream mapped to `BackendError`s."""
-    try:
-        async for line in response.content:
-            yield line
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as error:
-        raise BackendTimeout(backend, f"backend '{backend}' stopped sending mid-answer (read timeout)") from error
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionError) as error:
-        raise BackendProtocolError(backend, f"backend '{backend}' closed the connection mid-answer") from error
 
 
 def parse_json(backend: str, data: bytes | str) -> Any:

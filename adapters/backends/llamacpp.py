@@ -10,9 +10,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import BackendEvent, Finish, GenerationRequest, TemplateInfo, TextPiece, Usage, drop_none, sampler_fields
-from .errors import BackendProtocolError, BackendRejected, TemplateUnavailable
-from .http import BackendHttp, HttpSettings, error_message, iter_lines, parse_json
+from .base import (
+    BackendEvent,
+    Finish,
+    GenerationRequest,
+    TemplateInfo,
+    TextPiece,
+    Usage,
+    drop_none,
+    sampler_fields,
+)
+from .errors import BackendError, BackendProtocolError, BackendRejected, TemplateUnavailable
+from .http import BackendHttp, HttpSettings, error_message, parse_json
 
 # llama-server's stop_type -> OpenAI finish_reason. "none" means it stopped for no reason it
 # could name (e.g. the slot was released); treat it as a normal stop.
@@ -59,22 +68,40 @@ class LlamaCppBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
         async with self._http.request("POST", "/completion", self.completion_body(request)) as response:
-            async for line in iter_lines(response, self.name):
-                if not line.startswith(b"data:"):
-                    continue  # blank separators and `:` keep-alive pings
-                chunk = parse_json(self.name, line[5:])
-                if not isinstance(chunk, dict):
-                    raise BackendProtocolError(self.name, f"backend '{self.name}' sent a non-object chunk")
-                if "error" in chunk:
-                    message, _ = error_message(chunk)
-                    raise BackendRejected(self.name, f"backend '{self.name}' failed mid-stream: {message}")
-                text = chunk.get("content")
-                if text:
-                    yield TextPiece(text)
-                if chunk.get("stop"):
-                    yield self._finish(chunk)
-                    return
+            async for lines in self._http.lines(response):
+                texts: list[str] = []
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue  # blank separators and `:` keep-alive pings
+                    chunk = parse_json(self.name, line[5:])
+                    if not isinstance(chunk, dict):
+                        raise BackendProtocolError(self.name, f"backend '{self.name}' sent a non-object chunk")
+                    if "error" in chunk:
+                        if texts:  # what came before the error still reaches the client
+                            yield TextPiece("".join(texts))
+                        raise self._stream_error(chunk)
+                    text = chunk.get("content")
+                    if text:
+                        texts.append(text)
+                    if chunk.get("stop"):
+                        if texts:
+                            yield TextPiece("".join(texts))
+                        yield self._finish(chunk)
+                        return
+                if texts:
+                    yield TextPiece("".join(texts))
         raise BackendProtocolError(self.name, f"backend '{self.name}' ended the stream without its final chunk")
+
+    def _stream_error(self, chunk: dict[str, Any]) -> BackendError:
+        """An in-band error: the server's own fault (code 5xx, e.g. a compute error) is not the request's."""
+        message, _ = error_message(chunk)
+        error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+        code = error.get("code")
+        status = code if isinstance(code, int) else None
+        text = f"backend '{self.name}' failed mid-stream: {message}"
+        if status is not None and status >= 500:
+            return BackendError(self.name, text, status=status)
+        return BackendRejected(self.name, text, status=status)
 
     def _finish(self, chunk: dict[str, Any]) -> Finish:
         stop_type = chunk.get("stop_type") or "eos"
@@ -105,11 +132,20 @@ class LlamaCppBackend:
             context_size=settings.get("n_ctx") or props.get("n_ctx"),
         )
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        # The prompt as /completion gets it: BOS added by the server, special-token text parsed.
+        payload = {"content": request.prompt_without_bos(), "add_special": True, "parse_special": True}
+        answer = await self._http.post_json("/tokenize", payload)
+        tokens = answer.get("tokens") if isinstance(answer, dict) else None
+        if not isinstance(tokens, list):
+            raise BackendProtocolError(self.name, f"backend '{self.name}' answered /tokenize without a 'tokens' list")
+        return len(tokens)
+
     async def health(self) -> bool:
         try:
             async with self._http.request("GET", "/health"):
                 return True
-        except Exception:
+        except BackendError:
             return False
 
     async def list_models(self) -> list[str] | None:

@@ -14,7 +14,16 @@ from typing import Any
 
 import structlog
 
-from .base import BackendEvent, Finish, GenerationRequest, TemplateInfo, TextPiece, Usage, drop_none, sampler_fields
+from .base import (
+    BackendEvent,
+    Finish,
+    GenerationRequest,
+    TemplateInfo,
+    TextPiece,
+    Usage,
+    drop_none,
+    sampler_fields,
+)
 from .errors import (
     BackendError,
     BackendProtocolError,
@@ -24,7 +33,7 @@ from .errors import (
     ContextLengthExceeded,
     TemplateUnavailable,
 )
-from .http import BackendHttp, HttpSettings, error_message, iter_lines, parse_json
+from .http import BackendHttp, HttpSettings, error_message, parse_json
 
 log = structlog.get_logger("toolwire.backends.ollama")
 
@@ -76,21 +85,29 @@ class OllamaBackend:
         body = self.generate_body(request, await self._num_ctx(request))
         try:
             async with self._http.request("POST", "/api/generate", body) as response:
-                async for line in iter_lines(response, self.name):
-                    if not line.strip():
-                        continue
-                    chunk = parse_json(self.name, line)
-                    if not isinstance(chunk, dict):
-                        raise BackendProtocolError(self.name, f"backend '{self.name}' sent a non-object line")
-                    if "error" in chunk:
-                        message, _ = error_message(chunk)
-                        raise BackendError(self.name, f"backend '{self.name}' failed mid-stream: {message}")
-                    text = chunk.get("response")
-                    if text:
-                        yield TextPiece(text)
-                    if chunk.get("done"):
-                        yield _finish(chunk)
-                        return
+                async for lines in self._http.lines(response):
+                    texts: list[str] = []
+                    for line in lines:
+                        if not line.strip():
+                            continue
+                        chunk = parse_json(self.name, line)
+                        if not isinstance(chunk, dict):
+                            raise BackendProtocolError(self.name, f"backend '{self.name}' sent a non-object line")
+                        if "error" in chunk:
+                            message, _ = error_message(chunk)
+                            if texts:  # what came before the error still reaches the client
+                                yield TextPiece("".join(texts))
+                            raise BackendError(self.name, f"backend '{self.name}' failed mid-stream: {message}")
+                        text = chunk.get("response")
+                        if text:
+                            texts.append(text)
+                        if chunk.get("done"):
+                            if texts:
+                                yield TextPiece("".join(texts))
+                            yield _finish(chunk)
+                            return
+                    if texts:
+                        yield TextPiece("".join(texts))
         except BackendRejected as error:
             # Ollama's errors are bare strings, so the shared mapping cannot see this kind.
             if "context length" in error.message:
@@ -122,11 +139,15 @@ class OllamaBackend:
             context_size=_context_length(shown),
         )
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        """None: Ollama's API has no tokenizer endpoint (only open proposals for /api/tokenize)."""
+        return None
+
     async def health(self) -> bool:
         try:
             async with self._http.request("GET", "/api/version"):
                 return True
-        except Exception:
+        except BackendError:
             return False
 
     async def list_models(self) -> list[str] | None:

@@ -10,12 +10,26 @@ releases: a flat `{"object": "error", ...}`), still followed by `[DONE]`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
-from .base import BackendEvent, Finish, FinishReason, GenerationRequest, TemplateInfo, TextPiece, Usage, drop_none
-from .errors import BackendError, BackendProtocolError, BackendRejected, ContextLengthExceeded, TemplateUnavailable
-from .http import BackendHttp, HttpSettings, error_message, iter_lines, parse_json
+from .base import (
+    BackendEvent,
+    Finish,
+    FinishReason,
+    GenerationRequest,
+    TemplateInfo,
+    TextPiece,
+    Usage,
+    drop_none,
+)
+from .errors import (
+    BackendError,
+    BackendProtocolError,
+    BackendRejected,
+    ContextLengthExceeded,
+    TemplateUnavailable,
+)
+from .http import BackendHttp, HttpSettings, error_message, parse_json
 
 # Sent when neither the request nor the route sets max_tokens and the server cannot tell what is
 # left of the context: OpenAI's own default (16) would cut almost every answer short.
@@ -70,54 +84,24 @@ class OpenAICompletionsBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
         body = self.completion_body(request, await self.max_tokens(request))
+        decoder = _StreamDecoder(self, request)
         try:
-            async with (
-                self._http.request("POST", "/v1/completions", body) as response,
-                aclosing(self._read_stream(iter_lines(response, self.name), request)) as events,
-            ):
-                async for event in events:
-                    yield event
+            async with self._http.request("POST", "/v1/completions", body) as response:
+                async for lines in self._http.lines(response):
+                    text, finish, error = decoder.take(lines)
+                    if text:
+                        yield TextPiece(text)
+                    if error is not None:
+                        raise error
+                    if finish is not None:
+                        yield finish
+                        return
+            raise self._broken("ended the stream without 'data: [DONE]'")
         except BackendRejected as error:
             if isinstance(error, ContextLengthExceeded) or "context length" not in error.message.lower():
                 raise
             # vLLM reports a prompt too long for the context as a plain 400 BadRequestError.
             raise ContextLengthExceeded(self.name, error.message, status=error.status) from error
-
-    async def _read_stream(
-        self, lines: AsyncIterator[bytes], request: GenerationRequest
-    ) -> AsyncIterator[BackendEvent]:
-        # End-of-turn text the server printed (EOS, the template's end-of-turn, a stop string) is
-        # held back while it ends what arrived, and dropped if the generation ends there.
-        markers = tuple(dict.fromkeys(m for m in (request.eos_token, *request.stop) if m))
-        held, reason, stop_word, usage = "", None, None, Usage()
-        async for line in lines:
-            if not line.startswith(b"data:"):
-                continue  # blank separators, SSE comments
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                if reason is None:
-                    raise self._broken("ended the stream without a finish_reason")
-                yield Finish(reason, usage, stop_word)
-                return
-            chunk = parse_json(self.name, data)
-            if not isinstance(chunk, dict):
-                raise self._broken("sent a chunk that is not a JSON object")
-            if "error" in chunk or chunk.get("object") == "error":
-                raise self._stream_error(chunk)
-            for choice in chunk.get("choices") or ():
-                if not isinstance(choice, dict):
-                    raise self._broken("sent a choice that is not a JSON object")
-                if choice.get("text"):
-                    text, held = _split_trailing(held + choice["text"], markers)
-                    if text:
-                        yield TextPiece(text)
-                if choice.get("finish_reason"):
-                    reason = self._finish_reason(choice["finish_reason"])
-                    stop = choice.get("stop_reason")
-                    stop_word = stop if isinstance(stop, str) else None
-            if isinstance(chunk.get("usage"), dict):
-                usage = _usage(chunk["usage"])
-        raise self._broken("ended the stream without 'data: [DONE]'")
 
     def _broken(self, what: str) -> BackendProtocolError:
         return BackendProtocolError(self.name, f"backend '{self.name}' {what}")
@@ -131,7 +115,9 @@ class OpenAICompletionsBackend:
 
     def _stream_error(self, chunk: dict[str, Any]) -> BackendError:
         message, _ = error_message(chunk)
-        error = chunk.get("error") if isinstance(chunk.get("error"), dict) else chunk
+        error = chunk.get("error")
+        if not isinstance(error, dict):
+            error = chunk
         code = error.get("code")
         status = code if isinstance(code, int) else None
         text = f"backend '{self.name}' failed mid-stream: {message}"
@@ -146,11 +132,15 @@ class OpenAICompletionsBackend:
             f"set chat_template on the model route to the path of the model's .jinja template file",
         )
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        """None: OpenAI's completions API has no tokenizer endpoint."""
+        return None
+
     async def health(self) -> bool:
         try:
             async with self._http.request("GET", self.health_path):
                 return True
-        except Exception:
+        except BackendError:
             return False
 
     async def list_models(self) -> list[str] | None:
@@ -202,9 +192,78 @@ class VllmBackend(OpenAICompletionsBackend):
         return DEFAULT_MAX_TOKENS
 
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        # As generate sends it: the rendered prompt with its own BOS text, no special tokens added.
+        payload = {"model": request.upstream_model, "prompt": request.prompt, "add_special_tokens": False}
+        answer = await self._http.post_json("/tokenize", payload)
+        count = answer.get("count") if isinstance(answer, dict) else None
+        if not isinstance(count, int):
+            raise self._broken("answered /tokenize without a 'count'")
+        return count
+
+
+class _StreamDecoder:
+    """One completion stream's lines -> text, the finish, or the error that ended it.
+
+    End-of-turn text the server printed (EOS, the template's end-of-turn, a stop string) is held
+    back while it ends what arrived, and dropped if the generation ends there.
+    """
+
+    def __init__(self, backend: OpenAICompletionsBackend, request: GenerationRequest) -> None:
+        self._backend = backend
+        self._markers = tuple(dict.fromkeys(m for m in (request.eos_token, *request.stop) if m))
+        self._held = ""
+        self._reason: FinishReason | None = None
+        self._usage = Usage()
+        self._stop_word: str | None = None
+
+    def take(self, lines: list[bytes]) -> tuple[str, Finish | None, BackendError | None]:
+        """The text of one read's lines (sent even when an error follows it), and how it ended."""
+        texts: list[str] = []
+        try:
+            for line in lines:
+                if line.startswith(b"data:") and self._line(line[5:].strip(), texts):
+                    if self._reason is None:
+                        raise self._backend._broken("ended the stream without a finish_reason")
+                    text, _ = _split_trailing(self._held + "".join(texts), self._markers)
+                    return text, Finish(self._reason, self._usage, self._stop_word), None
+        except BackendError as error:
+            text, _ = _split_trailing(self._held + "".join(texts), self._markers)
+            return text, None, error
+        if not texts:
+            return "", None, None
+        text, self._held = _split_trailing(self._held + "".join(texts), self._markers)
+        return text, None, None
+
+    def _line(self, data: bytes, texts: list[str]) -> bool:
+        """Take one `data:` payload; True at `[DONE]`. Blank separators and comments pass."""
+        if data == b"[DONE]":
+            return True
+        backend = self._backend
+        chunk = parse_json(backend.name, data)
+        if not isinstance(chunk, dict):
+            raise backend._broken("sent a chunk that is not a JSON object")
+        if "error" in chunk or chunk.get("object") == "error":
+            raise backend._stream_error(chunk)
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                raise backend._broken("sent a choice that is not a JSON object")
+            if choice.get("text"):
+                texts.append(choice["text"])
+            if choice.get("finish_reason"):
+                self._reason = backend._finish_reason(choice["finish_reason"])
+                stop = choice.get("stop_reason")  # vLLM names the stop string that ended it
+                self._stop_word = stop if isinstance(stop, str) else None
+        if isinstance(chunk.get("usage"), dict):
+            self._usage = _usage(chunk["usage"])
+        return False
+
+
 def _split_trailing(text: str, markers: tuple[str, ...]) -> tuple[str, str]:
     """Split off the run of whole markers that ends text: (text to send now, markers held back)."""
     end = len(text)
+    if not markers or not text.endswith(markers):
+        return text, ""  # the usual case, decided in one call
     while marker := next((m for m in markers if text.endswith(m, 0, end)), None):
         end -= len(marker)
     return text[:end], text[end:]

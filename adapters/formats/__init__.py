@@ -47,7 +47,7 @@ def get_format(name: str) -> ToolFormat:
     except KeyError:
         raise KeyError(f"unknown tool format {name!r} (known: {', '.join(format_names())})") from None
     module = importlib.import_module(f"{__name__}.{module_name}")
-    return getattr(module, class_name)()  # type: ignore[no-any-return]
+    return getattr(module, class_name)()
 
 
 __all__ = ["TemplateInput", "TemplateTraits", "ToolFormat", "format_names", "get_format"]

@@ -30,11 +30,16 @@ def random_id(length: int) -> str:
 class TemplateTraits(Protocol):
     """What a format needs to know about the chat template it writes into."""
 
-    supports_system_role: bool
-    supports_tools: bool
-    supports_tool_calls: bool
-    supports_tool_role: bool
-    requires_object_arguments: bool
+    @property
+    def supports_system_role(self) -> bool: ...
+    @property
+    def supports_tools(self) -> bool: ...
+    @property
+    def supports_tool_calls(self) -> bool: ...
+    @property
+    def supports_tool_role(self) -> bool: ...
+    @property
+    def requires_object_arguments(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +96,7 @@ class ToolFormat:
     def prefill(self, tool_name: str | None) -> str:
         """The start of the assistant turn that steers an unconstrained model into a call: the
         opening, and for a named tool the call's head up to its arguments."""
-        if tool_name is None or self.syntax.scanner is not None:
+        if tool_name is None or not self.syntax.json_objects:
             return self.opening()
         # Spaced like the templates' own `tojson`, which is what the model saw in training.
         name = orjson.dumps(tool_name).decode()
@@ -100,7 +105,7 @@ class ToolFormat:
     def call_schema(self, tools: tuple[ToolSpec, ...]) -> dict[str, Any] | None:
         """The JSON schema of one call object as this format writes it, for constrained decoding
         after the opening; None when the format's calls are not JSON objects."""
-        if self.syntax.scanner is not None or not tools:
+        if not self.syntax.json_objects or not tools:
             return None
         name_key, arguments_key = self.syntax.name_keys[0], self.syntax.argument_keys[0]
         variants = [
@@ -170,7 +175,11 @@ class ToolFormat:
     def write_call(self, call: ToolCall) -> str:
         """A past call, as the model would have written it."""
         body = {"name": call.name, "arguments": arguments_object(call.arguments)}
-        return f"{self.syntax.open_markers[0]}{orjson.dumps(body).decode()}{self.syntax.close_marker or ''}"
+        return self.block(orjson.dumps(body).decode())
+
+    def block(self, body: str) -> str:
+        """A call block around `body`: the format's first open marker and its close marker."""
+        return f"{self.syntax.open_markers[0]}{body}{self.syntax.close_marker or ''}"
 
     def write_calls(self, calls: tuple[ToolCall, ...]) -> str:
         """The calls of one turn, as the model would have written them."""

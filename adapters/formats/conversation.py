@@ -7,6 +7,14 @@ from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
 
+# The function names OpenAI accepts; every request surface checks tool names against it.
+FUNCTION_NAME_PATTERN = r"^[a-zA-Z0-9_.\-]{1,64}$"
+
+
+def default_parameters() -> dict[str, Any]:
+    """The parameters schema of a tool that declares none: an object with no properties."""
+    return {"type": "object", "properties": {}}
+
 
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
@@ -14,7 +22,7 @@ class ToolSpec:
 
     name: str
     description: str = ""
-    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    parameters: dict[str, Any] = field(default_factory=default_parameters)
     strict: bool = False
 
     def as_openai(self) -> dict[str, Any]:

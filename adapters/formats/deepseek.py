@@ -24,21 +24,25 @@ CALLS_END = "<｜tool▁calls▁end｜>"
 CALL_BEGIN = "<｜tool▁call▁begin｜>"
 CALL_END = "<｜tool▁call▁end｜>"
 SEP = "<｜tool▁sep｜>"
+# How R1 distills spell the section's opener and end besides the tokens (llama.cpp accepts the same);
+# after such an opener the first call's own `<｜tool▁call▁begin｜>` may be missing.
+OPENER_VARIANTS = ("<｜tool_calls_begin｜>", "<｜tool calls begin｜>", "<｜tool\\_calls\\_begin｜>", "<｜tool▁calls｜>")
+END_VARIANTS = ("<｜tool_calls_end｜>", "<｜tool calls end｜>", "<｜tool\\_calls\\_end｜>")
 OUTPUT_BEGIN = "<｜tool▁output▁begin｜>"
 OUTPUT_END = "<｜tool▁output▁end｜>"
 
 # V3: type `function`, separator, name, fenced JSON. V3.1: name, separator, bare JSON.
-_BODY = NameArgsSyntax(args_markers=(SEP,), name_prefix=f"function{SEP}", fence=("```json", "```"))
+_BODY = NameArgsSyntax(args_markers=(SEP,), name_prefix=f"function{SEP}", lead_markers=(CALL_BEGIN,), fence=("```json", "```"))
 
 
 class DeepSeekFormat(ToolFormat):
     name = "deepseek"
     syntax = CallSyntax(
-        open_markers=(CALL_BEGIN,),
+        open_markers=(CALL_BEGIN, CALLS_BEGIN, *OPENER_VARIANTS),
         close_marker=CALL_END,
         scanner=_BODY.scanner,
         reasoning=("<think>", "</think>"),
-        drop_markers=(CALLS_BEGIN, CALLS_END),
+        drop_markers=(CALLS_END, *END_VARIANTS),
     )
     stop_strings = (OUTPUT_BEGIN,)
     call_opening = CALLS_BEGIN + CALL_BEGIN

@@ -10,14 +10,30 @@ Reasoning is split off first: a call drafted inside `<think>...</think>` is not 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from enum import IntEnum
 
 from .conversation import ToolSpec
-from .events import ParseEvent, ReasoningDelta, TextDelta, ToolCallFailed
-from .json_calls import CallIndexer, JsonCallScanner, ScanStatus
+from .events import (
+    ParseEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallFailed,
+    ToolCallStart,
+)
+from .json_calls import JsonCallScanner
 from .markers import find_first, partial_marker_length
-from .syntax import BodyScanner, CallSyntax
+from .scanning import BodyScanner, CallIndexer, ScanContext, ScanStatus
+from .syntax import CallSyntax
+
+# A code fence around calls (models often wrap them in one): its opener, and the language tag and
+# line break after it.
+FENCE = "```"
+_FENCE_HEAD = re.compile(r"[A-Za-z_]*[ \t]*(?:\r?\n[ \t\r\n]*)?")
+_MAX_FENCE_LOOKAHEAD = 64
 
 
 class _Mode(IntEnum):
@@ -43,11 +59,18 @@ class StreamParser:
         self._tools = tools
         self._reasoning_open, self._reasoning_close = syntax.reasoning or ("", "")
         # Without tools on offer, call syntax is just text; reasoning is still split off.
-        self._open_markers = syntax.open_markers if parse_calls else ()
+        self._blocks = (syntax, *syntax.also) if parse_calls else ()
+        self._open_markers = tuple(marker for block in self._blocks for marker in block.open_markers)
         self._start_bodies = syntax.start_bodies if parse_calls else ()
+        # A fence may wrap calls, unless the format's own markers hold one (Command R+).
+        self._fences = parse_calls and not any(FENCE in marker for marker in self._open_markers)
         self._text_markers = tuple(
-            m for m in (*self._open_markers, self._reasoning_open, *syntax.drop_markers) if m
+            m for m in (*self._open_markers, self._reasoning_open, *syntax.drop_markers, FENCE if self._fences else "") if m
         )
+        self._block = syntax  # the syntax of the call block being read
+        self._fence_open = False  # a fence opened around calls: its closer is dropped too
+        self._fence_head = ""  # that fence's opener, given back with a call that fails
+        self._space_before_body = ""
         self._indexer = CallIndexer(new_call_id)
         self._events: list[ParseEvent] = []
         self._mode = _Mode.REASONING if starts_in_reasoning and self._reasoning_close else _Mode.TEXT
@@ -60,6 +83,7 @@ class StreamParser:
         self._reasoning_space = ""
         self._scanner: BodyScanner | None = None
         self._body_prefix = ""  # the open marker of the body being scanned, for its raw text
+        self._open_arguments: list[str] = []  # the argument text sent so far for the announced call
         self.failed_calls = 0
 
     @property
@@ -71,10 +95,23 @@ class StreamParser:
             self._consume(self._carry + text if self._carry else text)
         return self._take_events()
 
-    def close(self) -> list[ParseEvent]:
-        """The model has stopped: settle whatever is still open."""
-        if self._mode == _Mode.BODY:
-            self._abandon_body("the output ended inside a tool call")
+    def close(self, *, cut: bool = False) -> list[ParseEvent]:
+        """The model has stopped: settle whatever is still open. `cut`: the token limit stopped it,
+        so a call already announced ends as written so far (a call not yet named is text)."""
+        if self._mode == _Mode.BODY and cut and self._scanner is not None and self._scanner.current_call_index is not None:
+            index = self._scanner.current_call_index
+            self._scanner = None
+            self._mode = _Mode.TEXT
+            self._events.append(ToolCallEnd(index, "".join(self._open_arguments), truncated=True))
+        elif self._mode == _Mode.BODY:
+            assert self._scanner is not None
+            ended = self._scanner.end()
+            if ended.status == ScanStatus.DONE:
+                self._events.extend(ended.events)
+                self._scanner = None
+                self._mode = _Mode.AFTER_BODY
+            else:
+                self._abandon_body(ended.reason)
         elif self._mode == _Mode.TEXT and self._carry:
             self._emit_text(self._carry)
         elif self._mode == _Mode.REASONING and self._carry:
@@ -123,8 +160,35 @@ class StreamParser:
             self._mode = _Mode.REASONING
             if not self._content_started:
                 self._pending_space = ""  # GLM-4.6 opens every answer with "\n<think>": not content
+        elif marker == FENCE:
+            return self._on_fence(rest)
         elif marker in self._open_markers:
             self._start_body(marker)
+        return rest
+
+    def _on_fence(self, rest: str) -> str:
+        """A fence: dropped when it wraps calls (opener and closer), else text."""
+        if self._fence_open:
+            self._fence_open = False
+            # The fence's line goes with it: only the space before the call stands.
+            self._pending_space = self._space_before_body
+            return rest
+        head = _FENCE_HEAD.match(rest)
+        after = rest[head.end() if head else 0 :]
+        undecided = not after or any(m.startswith(after) and m != after for m in self._open_markers)
+        if undecided and len(rest) < _MAX_FENCE_LOOKAHEAD:
+            self._carry = FENCE + rest  # the next piece tells whether a call follows
+            return ""
+        opener = FENCE + rest[: len(rest) - len(after)]
+        if any(after.startswith(marker) for marker in self._open_markers):
+            self._fence_open, self._fence_head = True, opener
+            return after
+        if self._syntax.fenced_json and after[0] in "{[":
+            self._fence_open, self._fence_head = True, ""
+            self._trim_leading = True
+            self._start_body(opener, bare=True)
+            return after
+        self._emit_text(FENCE)
         return rest
 
     def _consume_reasoning(self, text: str) -> str:
@@ -144,40 +208,55 @@ class StreamParser:
     def _start_body(self, prefix: str, *, bare: bool = False) -> None:
         self._mode = _Mode.BODY
         self._trim_leading = True
-        self._body_prefix = prefix
-        syntax = self._syntax
-        if syntax.scanner is not None:
-            self._scanner = syntax.scanner(self._indexer, self._events, self._tools)
-        else:
+        self._body_prefix = self._fence_head + prefix
+        self._space_before_body = self._pending_space
+        self._fence_head = ""
+        syntax = next((block for block in self._blocks if prefix in block.open_markers), self._syntax)
+        self._block = syntax
+        if syntax.json_objects:
             self._scanner = JsonCallScanner(
                 self._indexer,
-                self._events,
                 name_keys=syntax.name_keys,
                 argument_keys=syntax.argument_keys,
+                id_keys=syntax.id_keys,
                 # With no marker, only a call to an offered tool counts as a call.
                 known_names=frozenset(tool.name for tool in self._tools) if bare else None,
             )
+        else:
+            assert syntax.scanner is not None
+            self._scanner = syntax.scanner(self._scan_context())
+
+    def _scan_context(self) -> ScanContext:
+        indexer = self._indexer
+        return ScanContext(
+            indexer,
+            self._tools,
+            json_calls=lambda: JsonCallScanner(indexer, id_keys=self._block.id_keys),
+            json_arguments=lambda name, written_id: JsonCallScanner(indexer, call_name=name, written_id=written_id),
+        )
 
     def _consume_body(self, text: str) -> str:
         assert self._scanner is not None
         result = self._scanner.feed(text)
+        self._track_arguments(result.events)
+        self._events.extend(result.events)
         if result.status == ScanStatus.MORE:
             return ""
         if result.status == ScanStatus.DONE:
             self._mode = _Mode.AFTER_BODY
             self._scanner = None
-            return text[result.end :]
+            return result.replay + text[result.end :]
         self._abandon_body(result.reason)
         return text[result.end :]
 
     def _consume_after_body(self, text: str) -> str:
         stripped = text.lstrip()
-        separator = self._syntax.call_separator
+        separator = self._block.call_separator
         if separator and stripped.startswith(separator):
             stripped = stripped[len(separator) :].lstrip()
         if not stripped:
             return ""
-        close = self._syntax.close_marker
+        close = self._block.close_marker
         if close:
             if stripped.startswith(close):
                 self._mode = _Mode.TEXT
@@ -185,7 +264,7 @@ class StreamParser:
             if close.startswith(stripped):
                 self._carry = stripped  # the close marker may be split across chunks
                 return ""
-        if self._syntax.bare_repeat and self._syntax.scanner is None and stripped[0] in "{[":
+        if self._block.bare_repeat and self._block.json_objects and stripped[0] in "{[":
             # Several calls inside one block (or one after another with no markers).
             self._start_body("")
             return stripped
@@ -193,11 +272,23 @@ class StreamParser:
         self._mode = _Mode.TEXT
         return stripped
 
+    def _track_arguments(self, events: list[ParseEvent]) -> None:
+        """Keep the argument text of the call being written: a cut call ends with it."""
+        for event in events:
+            if isinstance(event, ToolCallStart):
+                self._open_arguments = []
+            elif isinstance(event, ToolCallArgs):
+                self._open_arguments.append(event.text)
+            elif isinstance(event, ToolCallEnd):
+                self._open_arguments = []
+
     def _abandon_body(self, reason: str) -> None:
         """The body is not a well-formed call: give its text back as content."""
         assert self._scanner is not None
         # After a completed call in the same block, the marker belongs to that call.
         prefix = "" if self._scanner.completed_any else self._body_prefix
+        if prefix.startswith(FENCE):
+            self._fence_open = False  # the fence is given back as text: its closer is text too
         raw = prefix + "".join(self._scanner.raw)
         announced = self._scanner.current_call_index
         self._scanner = None
@@ -248,7 +339,5 @@ class StreamParser:
         self._reasoning_space = text[len(body) :]
 
     def _take_events(self) -> list[ParseEvent]:
-        # The scanner appends to this same list, so hand out a copy and keep the list.
-        events = self._events[:]
-        self._events.clear()
+        events, self._events = self._events, []
         return events

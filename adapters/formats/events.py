@@ -38,10 +38,15 @@ class ToolCallArgs:
 
 @dataclass(slots=True)
 class ToolCallEnd:
-    """The call is complete; `arguments` is the whole argument text, valid JSON."""
+    """The call is complete; `arguments` is the whole argument text, valid JSON.
+
+    `truncated`: the token limit cut the call off; `arguments` is the text written so far, as OpenAI
+    returns a cut call (the `length` finish tells the client not to run it).
+    """
 
     index: int
     arguments: str
+    truncated: bool = False
 
 
 @dataclass(slots=True)

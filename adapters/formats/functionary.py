@@ -25,7 +25,8 @@ from .engine import StreamParser
 from .name_args import NameArgsSyntax
 from .syntax import CallSyntax
 
-_BLOCK = NameArgsSyntax(bare_args=True, content_names=("all",))
+# `python` is source code, a call of the offered `python` tool (as llama.cpp reads it).
+_BLOCK = NameArgsSyntax(bare_args=True, content_names=("all",), code_names=("python",), code_end=">>>")
 # v3.1: `<function=` is the marker, then the name, `>` and the arguments.
 _V31_BODY = NameArgsSyntax(args_markers=(">",))
 _SYNTAX = CallSyntax(open_markers=(">>>",), start_bodies=tuple(string.ascii_letters + "_"), scanner=_BLOCK.scanner)
@@ -46,7 +47,7 @@ class FunctionaryV32Format(ToolFormat):
         return StreamParser(self.syntax if parse_calls else _TEXT_ONLY, self.new_call_id, tools=tools)
 
     def write_call(self, call: ToolCall) -> str:
-        return f">>>{call.name}\n{orjson.dumps(arguments_object(call.arguments)).decode()}"
+        return f"{self.syntax.open_markers[0]}{call.name}\n{orjson.dumps(arguments_object(call.arguments)).decode()}"
 
     def write_result(self, name: str, content: str) -> str:
         return content
@@ -77,7 +78,7 @@ class FunctionaryV31Format(ToolFormat):
         return self.opening() + (f"{tool_name}>" if tool_name else "")
 
     def write_call(self, call: ToolCall) -> str:
-        return f"<function={call.name}>{orjson.dumps(arguments_object(call.arguments)).decode()}</function>"
+        return self.block(f"{call.name}{_V31_BODY.args_markers[0]}{orjson.dumps(arguments_object(call.arguments)).decode()}")
 
     def write_result(self, name: str, content: str) -> str:
         return content

@@ -21,7 +21,7 @@ from .literal_calls import LiteralSyntax
 from .syntax import CallSyntax
 
 GEMMA4_QUOTE = '<|"|>'
-_GEMMA4 = LiteralSyntax(quote=GEMMA4_QUOTE)
+GEMMA4_LITERAL = LiteralSyntax(quote=GEMMA4_QUOTE)
 _FUNCTIONGEMMA = LiteralSyntax(quote="<escape>")
 
 
@@ -43,7 +43,7 @@ class Gemma4Format(ToolFormat):
     syntax = CallSyntax(
         open_markers=("<|tool_call>",),
         close_marker="<tool_call|>",
-        scanner=_GEMMA4.scanner,
+        scanner=GEMMA4_LITERAL.scanner,
         reasoning=("<|channel>thought", "<channel|>"),
     )
     # The model ends a call turn by opening the result itself.

@@ -49,7 +49,8 @@ def _one_call_per_turn(messages: tuple[Message, ...]) -> tuple[Message, ...]:
 class GptOssFormat(ToolFormat):
     name = "gpt_oss"
     syntax = CallSyntax(
-        open_markers=("<|channel|>commentary to=functions.", " to=functions."),
+        # A call may also be addressed from the analysis channel (`<|channel|>analysis to=functions.NAME`).
+        open_markers=("<|channel|>commentary to=functions.", "<|channel|>analysis to=functions.", " to=functions."),
         close_marker="<|call|>",
         scanner=_BODY.scanner,
         reasoning=("<|channel|>analysis<|message|>", "<|end|>"),
@@ -78,7 +79,7 @@ class GptOssFormat(ToolFormat):
 
     def write_call(self, call: ToolCall) -> str:
         arguments = orjson.dumps(arguments_object(call.arguments)).decode()
-        return f"<|start|>assistant<|channel|>commentary to=functions.{call.name} <|constrain|>json<|message|>{arguments}<|call|>"
+        return f"<|start|>assistant{self.block(f'{call.name} <|constrain|>json{_BODY.args_markers[0]}{arguments}')}"
 
     def write_result(self, name: str, content: str) -> str:
         body = orjson.dumps(content).decode()

@@ -249,7 +249,7 @@ def call_grammar(
     marker, as further objects after the format's separator).
     """
     syntax = tool_format.syntax
-    if syntax.scanner is not None:
+    if not syntax.json_objects:
         raise ValueError(f"format {tool_format.name!r} does not write calls as JSON objects")
     if not tools:
         raise ValueError("a call grammar needs at least one tool")

@@ -7,13 +7,24 @@ import orjson
 
 from .base import ToolFormat
 from .conversation import ToolSpec
+from .name_args import NameArgsSyntax
 from .syntax import CallSyntax
+
+_FUNCTION_TAG = NameArgsSyntax(args_markers=(">",))
 
 
 class HermesFormat(ToolFormat):
     name = "hermes"
+    # Besides the tagged form, what Hermes-family models are known to write (llama.cpp accepts the
+    # same): a bare call object at the start of the answer, one in a code fence, and
+    # `<function=NAME>{...}</function>`; the first two count only for a tool on offer.
     syntax = CallSyntax(
-        open_markers=("<tool_call>",), close_marker="</tool_call>", reasoning=("<think>", "</think>")
+        open_markers=("<tool_call>",),
+        close_marker="</tool_call>",
+        reasoning=("<think>", "</think>"),
+        start_bodies=("{",),
+        fenced_json=True,
+        also=(CallSyntax(open_markers=("<function=",), close_marker="</function>", scanner=_FUNCTION_TAG.scanner),),
     )
     stop_strings = ("<tool_response>",)
     call_opening = "<tool_call>\n"

@@ -53,19 +53,27 @@ class JsonCallScanner:
 
     With `known_names`, a call to any other name is not a call: for bodies that begin with no
     marker, where `{"name": "Bob"}` may just be an answer written in JSON.
+
+    With `call_name`, the body is only the arguments object of a call already named (a format that
+    writes `name ... {arguments}`): the call is announced at once and ended by `finish()`.
     """
 
     def __init__(
         self,
         indexer: CallIndexer,
-        events: list[ParseEvent],
         *,
         name_keys: tuple[str, ...] = ("name",),
         argument_keys: tuple[str, ...] = ("arguments", "parameters"),
         known_names: frozenset[str] | None = None,
+        id_keys: tuple[str, ...] = (),
+        call_name: str | None = None,
+        written_id: str = "",
     ) -> None:
         self._indexer = indexer
-        self._events = events
+        # Keys of the call's own id (Mistral's "id"): the call is announced once it is read (or
+        # when the call ends without one), so the id the model wrote is the call's id.
+        self._id_keys = id_keys
+        self._events: list[ParseEvent] = []
         self._known_names = known_names
         self._call_depth = 1  # 2 once the body turns out to be a list of calls
         self._name_keys = name_keys
@@ -81,11 +89,18 @@ class JsonCallScanner:
         self._key = ""
         self._call: _Call | None = None
         self._in_arguments = False
+        self._arguments_only = call_name is not None
         # The text of the body since its last completed call: what goes back to content if the
         # rest fails (calls already delivered are not repeated as text).
         self.raw: list[str] = []
         self.completed_any = False
         self._raw_from = 0
+        if call_name is not None:
+            # The call object is implicit: its arguments are the top level.
+            self._call_depth = 0
+            self._call = _Call(name_keys, argument_keys, name=call_name, arguments_kind="{", written_id=written_id)
+            self._in_arguments = True
+            self._announce_if_ready()
 
     @property
     def current_call_index(self) -> int | None:
@@ -96,7 +111,20 @@ class JsonCallScanner:
         self._raw_from = 0
         result = self._scan(text)
         self.raw.append(text[self._raw_from : result.end])
-        return result
+        return self._with_events(result)
+
+    def end(self) -> ScanResult:
+        """The output ended inside this body: an unfinished call is no call."""
+        return ScanResult(ScanStatus.FAILED, 0, "the output ended inside a tool call")
+
+    def finish(self) -> ScanResult:
+        """Arguments mode: end the call once its arguments closed."""
+        problem = self._finish_call()
+        return self._with_events(ScanResult(ScanStatus.FAILED if problem else ScanStatus.DONE, 0, problem))
+
+    def _with_events(self, result: ScanResult) -> ScanResult:
+        events, self._events = self._events, []
+        return ScanResult(result.status, result.end, result.reason, events)
 
     # -- the state machine -------------------------------------------------------------
 
@@ -162,7 +190,7 @@ class JsonCallScanner:
                 continue
             if expect == _Expect.SCALAR:
                 match = _SCALAR_CHARS.match(text, i)
-                end = match.end()
+                end = match.end() if match else i
                 self._scalar.append(text[i:end])
                 if end == n:
                     i = n
@@ -186,9 +214,10 @@ class JsonCallScanner:
             if expect in (_Expect.VALUE, _Expect.VALUE_OR_CLOSE):
                 if expect == _Expect.VALUE_OR_CLOSE and char == "]":
                     i += 1
-                    args_from = self._close_container(text, args_from, i)
-                    if isinstance(args_from, ScanResult):
-                        return args_from
+                    closed = self._close_container(text, args_from, i)
+                    if isinstance(closed, ScanResult):
+                        return closed
+                    args_from = closed
                     continue
                 problem = self._check_value_start(char)
                 if problem:
@@ -207,6 +236,8 @@ class JsonCallScanner:
                         if char != '"':
                             return self._fail(i, "the call's name must be a string")
                         self._begin_capture("name")
+                    elif self._key in self._id_keys and char == '"':
+                        self._begin_capture("id")
                 if char == "{":
                     self._stack.append("{")
                     self._expect = _Expect.KEY_OR_CLOSE
@@ -227,9 +258,10 @@ class JsonCallScanner:
             if expect in (_Expect.KEY_OR_CLOSE, _Expect.KEY):
                 if char == "}" and expect == _Expect.KEY_OR_CLOSE:
                     i += 1
-                    args_from = self._close_container(text, args_from, i)
-                    if isinstance(args_from, ScanResult):
-                        return args_from
+                    closed = self._close_container(text, args_from, i)
+                    if isinstance(closed, ScanResult):
+                        return closed
+                    args_from = closed
                     continue
                 if char != '"':
                     return self._fail(i, "expected a quoted key")
@@ -252,9 +284,10 @@ class JsonCallScanner:
                 continue
             if (char == "}" and self._stack[-1] == "{") or (char == "]" and self._stack[-1] == "["):
                 i += 1
-                args_from = self._close_container(text, args_from, i)
-                if isinstance(args_from, ScanResult):
-                    return args_from
+                closed = self._close_container(text, args_from, i)
+                if isinstance(closed, ScanResult):
+                    return closed
+                args_from = closed
                 continue
             return self._fail(i, f"unexpected {char!r}")
         if args_from >= 0 and args_from < i:
@@ -269,6 +302,8 @@ class JsonCallScanner:
 
     def _check_value_start(self, char: str) -> str:
         depth = len(self._stack)
+        if depth == 0 and self._arguments_only:
+            return "" if char == "{" else "arguments must be an object"
         if depth == 0:
             if char not in "{[":
                 return "a tool call must be a JSON object or a list of them"
@@ -302,6 +337,10 @@ class JsonCallScanner:
         elif role == "arguments":
             assert self._call is not None
             self._call.arguments.append(text)
+        elif role == "id":
+            assert self._call is not None
+            self._call.written_id = _decode_string(text) or ""
+            self._announce_if_ready()
         return ""
 
     def _announce_if_ready(self) -> None:
@@ -310,6 +349,8 @@ class JsonCallScanner:
             return
         if call.arguments_kind not in (None, "{") and self._in_arguments:
             return
+        if self._id_keys and not call.written_id:
+            return  # the id may still come
         call.index, call_id = self._indexer.next(call.written_id)
         self._events.append(ToolCallStart(call.index, call_id, call.name))
         if call.unsent:
@@ -374,7 +415,7 @@ class JsonCallScanner:
             if not isinstance(parsed, dict):
                 return "arguments must be an object"
         if call.index is None:
-            call.index, call_id = self._indexer.next()
+            call.index, call_id = self._indexer.next(call.written_id)
             self._events.append(ToolCallStart(call.index, call_id, call.name))
             self._events.append(ToolCallArgs(call.index, arguments))
         elif call.arguments_kind != "{":

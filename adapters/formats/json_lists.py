@@ -56,13 +56,18 @@ def _listing(tools: tuple[ToolSpec, ...]) -> str:
 
 
 class GraniteFormat(ToolFormat):
-    """Granite 3.x: `<|tool_call|>[{"name": ..., "arguments": {...}}]`."""
+    """Granite 3.x: `<|tool_call|>[{"name": ..., "arguments": {...}}]`; from 3.1 also the plain string
+    `<tool_call>` before the list. Granite 3.3 thinking: `<think>...</think><response>...</response>`."""
 
     name = "granite"
-    syntax = CallSyntax(open_markers=("<|tool_call|>",))
+    syntax = CallSyntax(
+        open_markers=("<|tool_call|>", "<tool_call>"),
+        reasoning=("<think>", "</think>"),
+        drop_markers=("<response>", "</response>"),
+    )
 
     def write_call(self, call: ToolCall) -> str:
-        return "<|tool_call|>" + orjson.dumps([{"name": call.name, "arguments": arguments_object(call.arguments)}]).decode()
+        return self.block(orjson.dumps([{"name": call.name, "arguments": arguments_object(call.arguments)}]).decode())
 
     def write_result(self, name: str, content: str) -> str:
         return content
@@ -85,7 +90,7 @@ class Phi4MiniFormat(ToolFormat):
 
     def write_call(self, call: ToolCall) -> str:
         body = {"name": call.name, "arguments": arguments_object(call.arguments)}
-        return f"<|tool_call|>{orjson.dumps(body).decode()}<|/tool_call|>"
+        return self.block(orjson.dumps(body).decode())
 
     def write_result(self, name: str, content: str) -> str:
         return f"<|tool_response|>{content}<|/tool_response|>"
@@ -114,7 +119,7 @@ class CommandR7bFormat(ToolFormat):
 
     def write_call(self, call: ToolCall) -> str:
         body = [{"tool_call_id": "0", "tool_name": call.name, "parameters": arguments_object(call.arguments)}]
-        return f"<|START_ACTION|>{orjson.dumps(body).decode()}<|END_ACTION|>"
+        return self.block(orjson.dumps(body).decode())
 
     def write_result(self, name: str, content: str) -> str:
         return f"<|START_TOOL_RESULT|>{content}<|END_TOOL_RESULT|>"
@@ -162,7 +167,7 @@ class NemotronFormat(ToolFormat):
 
     def write_call(self, call: ToolCall) -> str:
         body = [{"name": call.name, "arguments": arguments_object(call.arguments)}]
-        return f"<TOOLCALL>{orjson.dumps(body).decode()}</TOOLCALL>"
+        return self.block(orjson.dumps(body).decode())
 
     def write_result(self, name: str, content: str) -> str:
         return f"<TOOL_RESPONSE>[{content}]</TOOL_RESPONSE>"
@@ -191,7 +196,7 @@ class AprielFormat(ToolFormat):
 
     def write_call(self, call: ToolCall) -> str:
         body = [{"name": call.name, "arguments": arguments_object(call.arguments)}]
-        return f"<tool_calls>{orjson.dumps(body).decode()}</tool_calls>"
+        return self.block(orjson.dumps(body).decode())
 
     def write_result(self, name: str, content: str) -> str:
         return content
@@ -227,7 +232,7 @@ class CommandRPlusFormat(ToolFormat):
 
     def write_call(self, call: ToolCall) -> str:
         body = [{"tool_name": call.name, "parameters": arguments_object(call.arguments)}]
-        return f"Action:\n```json\n{orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()}\n```"
+        return f"{self.opening()}{orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()}\n{self.syntax.close_marker}"
 
     def write_result(self, name: str, content: str) -> str:
         return f"<results>\n{content}</results>"

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from .base import ToolFormat
 from .literal_calls import LiteralSyntax
 from .name_args import NameArgsSyntax
-from .pythonic_calls import PythonicScanner
+from .pythonic_calls import pythonic_scanner
 from .syntax import CallSyntax
 from .tagged_calls import TagSyntax
 
@@ -393,7 +393,7 @@ def _learn_pythonic(region: str, first: int, facts: dict[str, str]) -> tuple[Cal
         open_markers=(open_marker,) if open_marker else (),
         close_marker=close or None,
         start_bodies=() if open_marker else ("[",),
-        scanner=PythonicScanner,
+        scanner=pythonic_scanner,
     )
     return syntax, head
 

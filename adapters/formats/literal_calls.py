@@ -16,11 +16,10 @@ from enum import IntEnum
 
 import orjson
 
-from .conversation import ToolSpec
 from .events import ParseEvent, ToolCallArgs, ToolCallEnd, ToolCallStart
 from .markers import partial_marker_length
 from .python_literals import json_chars
-from .scanning import CallIndexer, ScanResult, ScanStatus
+from .scanning import ScanContext, ScanResult, ScanStatus
 from .typed_values import is_text, property_types, typed_json
 
 MAX_NAME = 128
@@ -38,8 +37,8 @@ class LiteralSyntax:
     quote: str  # the token around strings
     prefix: str = "call:"  # before the function name
 
-    def scanner(self, indexer: CallIndexer, events: list[ParseEvent], tools: tuple[ToolSpec, ...]) -> LiteralCallScanner:
-        return LiteralCallScanner(self, indexer, events, tools)
+    def scanner(self, context: ScanContext) -> LiteralCallScanner:
+        return LiteralCallScanner(self, context)
 
 
 _CLOSERS = {"{": "}", "[": "]"}
@@ -69,11 +68,11 @@ class _Malformed(Exception):
 class LiteralCallScanner:
     """Scans one block: one `call:NAME{...}`."""
 
-    def __init__(self, syntax: LiteralSyntax, indexer: CallIndexer, events: list[ParseEvent], tools: tuple[ToolSpec, ...]) -> None:
+    def __init__(self, syntax: LiteralSyntax, context: ScanContext) -> None:
         self._syntax = syntax
-        self._indexer = indexer
-        self._events = events
-        self._types = {tool.name: property_types(tool.parameters) for tool in tools}
+        self._indexer = context.indexer
+        self._events: list[ParseEvent] = []
+        self._types = {tool.name: property_types(tool.parameters) for tool in context.tools}
         self._key_types: dict[str, frozenset[str]] = {}
         self._expect = _Expect.PREFIX
         self._text = ""  # the prefix, name, key or bare value read so far
@@ -94,11 +93,16 @@ class LiteralCallScanner:
     def current_call_index(self) -> int | None:
         return self._index
 
+    def end(self) -> ScanResult:
+        """The output ended inside this body: an unfinished call is no call."""
+        return ScanResult(ScanStatus.FAILED, 0, "the output ended inside a tool call")
+
     def feed(self, text: str) -> ScanResult:
         result = self._scan(text)
         self._flush()
         self.raw.append(text[: result.end])
-        return result
+        events, self._events = self._events, []
+        return ScanResult(result.status, result.end, result.reason, events)
 
     def _scan(self, text: str) -> ScanResult:
         i, n = 0, len(text)

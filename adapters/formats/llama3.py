@@ -14,7 +14,7 @@ from .syntax import CallSyntax
 class Llama3JsonFormat(ToolFormat):
     name = "llama3_json"
     # Llama 4's JSON template separates calls with "; ".
-    syntax = CallSyntax(open_markers=("<|python_tag|>",), start_bodies=("{",), call_separator=";")
+    syntax = CallSyntax(open_markers=("<|python_tag|>",), start_bodies=("{",), call_separator=";", fenced_json=True)
     # `<|eom_id|>` ends a turn that expects a tool result.
     stop_strings = ("<|eom_id|>",)
     # The bare JSON object is the usual form: a forced call starts with nothing before it.

@@ -21,8 +21,8 @@ from .name_args import NameArgsSyntax
 from .syntax import CallSyntax
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
-# v11 history shows `name[CALL_ID]id[ARGS]`: the text before `[ARGS]` may hold an id the model copies.
-_BODY = NameArgsSyntax(args_markers=("[ARGS]",), list_body=True)
+# v11 history shows `name[CALL_ID]id[ARGS]`: an id the model writes there is the call's id.
+_BODY = NameArgsSyntax(args_markers=("[ARGS]",), list_body=True, id_marker="[CALL_ID]")
 
 
 def mistral_id(call_id: str) -> str:
@@ -41,7 +41,10 @@ def _with_mistral_ids(message: Message) -> Message:
 
 class MistralFormat(ToolFormat):
     name = "mistral"
-    syntax = CallSyntax(open_markers=("[TOOL_CALLS]",), scanner=_BODY.scanner, reasoning=("[THINK]", "[/THINK]"))
+    # The model's own ids (`"id"` in the list form, `[CALL_ID]` in v11) are the calls' ids.
+    syntax = CallSyntax(
+        open_markers=("[TOOL_CALLS]",), id_keys=("id",), scanner=_BODY.scanner, reasoning=("[THINK]", "[/THINK]")
+    )
     stop_strings = ("[TOOL_RESULTS]",)
 
     def new_call_id(self) -> str:
@@ -60,7 +63,8 @@ class MistralFormat(ToolFormat):
         return super().template_input(replace(conversation, messages=messages), traits)
 
     def write_call(self, call: ToolCall) -> str:
-        return f"[TOOL_CALLS]{call.name}[ARGS]{orjson.dumps(arguments_object(call.arguments)).decode()}"
+        arguments = orjson.dumps(arguments_object(call.arguments)).decode()
+        return f"{self.opening()}{call.name}{_BODY.args_markers[0]}{arguments}"
 
     def write_result(self, name: str, content: str) -> str:
         return f"[TOOL_RESULTS]{content}[/TOOL_RESULTS]"

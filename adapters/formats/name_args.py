@@ -4,7 +4,8 @@ Mistral v11 `get_weather[ARGS]{...}`, DeepSeek `function<｜tool▁sep｜>get_we
 (V3.1: `get_weather<｜tool▁sep｜>{...}`), gpt-oss `get_weather <|constrain|>json<|message|>{...}`,
 Functionary `get_weather\\n{...}`. The name runs to the first character a function name cannot
 hold; the short header after it must end with one of the format's argument markers; the `{...}`
-is validated and streamed by the JSON call scanner, as the arguments of a call already named.
+is validated and streamed by the JSON scanner the engine supplies, as the arguments of a call
+already named.
 Name and header are bounded, so each character is still looked at a constant number of times.
 """
 
@@ -13,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .conversation import ToolSpec
-from .events import ParseEvent
-from .json_calls import JsonCallScanner, _Call
-from .scanning import CallIndexer, ScanResult, ScanStatus
+from .events import ParseEvent, ToolCallArgs, ToolCallEnd, ToolCallStart
+from .markers import partial_marker_length
+from .python_literals import json_chars
+from .scanning import ArgumentsScanner, BodyScanner, ScanContext, ScanResult, ScanStatus
 
 MAX_NAME = 128  # longer is not a function name but prose after a marker
 MAX_HEADER = 64  # `<|channel|>commentary json<|message|>` and the like
@@ -33,6 +34,8 @@ class NameArgsSyntax:
     bare_args: bool = False
     # Optional text before the name, dropped (DeepSeek's call type `function<｜tool▁sep｜>`).
     name_prefix: str = ""
+    # Optional markers before that (DeepSeek's `<｜tool▁call▁begin｜>` after a section opener), dropped.
+    lead_markers: tuple[str, ...] = ()
     # (opening, closing): a header ending with the opening puts the arguments in a fence that
     # the closing ends (DeepSeek's ```json ... ```); a missing closing is forgiven.
     fence: tuple[str, str] | None = None
@@ -45,34 +48,16 @@ class NameArgsSyntax:
     # The prefix, name and header before the argument marker are the call's own id (Kimi's
     # `functions.NAME:IDX`): it is kept.
     written_id: bool = False
+    # In the header, this marker puts the call's own id before the argument marker (Mistral v11's
+    # `NAME[CALL_ID]a1B2c3D4e[ARGS]`): it is kept.
+    id_marker: str = ""
+    # Recipients whose block is source code, not JSON: a call of the offered tool of that name with
+    # `{"code": <the text>}` (Functionary v3.2's `>>>python\n<code>`); the code runs to `code_end`.
+    code_names: tuple[str, ...] = ()
+    code_end: str = ""
 
-    def scanner(self, indexer: CallIndexer, events: list[ParseEvent], tools: tuple[ToolSpec, ...]) -> NameArgsScanner:
-        return NameArgsScanner(self, indexer, events)
-
-
-class _ArgumentsScanner(JsonCallScanner):
-    """The JSON call scanner in arguments-only mode: the top-level object is the arguments of a
-    call whose name is already known, so it is announced at once and streamed as written.
-
-    It sets the scanner's own state rather than copying its state machine; a constructor option
-    of JsonCallScanner would do the same without reaching into it.
-    """
-
-    def __init__(self, indexer: CallIndexer, events: list[ParseEvent], name: str, written_id: str = "") -> None:
-        super().__init__(indexer, events)
-        self._call_depth = 0  # the call object is implicit: its arguments are the top level
-        self._call = _Call(self._name_keys, self._argument_keys, name=name, arguments_kind="{", written_id=written_id)
-        self._in_arguments = True
-        self._announce_if_ready()
-
-    def _check_value_start(self, char: str) -> str:
-        if not self._stack:  # the arguments object itself (and keep the call depth at 0)
-            return "" if char == "{" else "arguments must be an object"
-        return super()._check_value_start(char)
-
-    def finish(self) -> str:
-        """End the call once its arguments closed; returns a problem, or ""."""
-        return self._finish_call()
+    def scanner(self, context: ScanContext) -> NameArgsScanner:
+        return NameArgsScanner(self, context)
 
 
 class _Stage(IntEnum):
@@ -82,33 +67,56 @@ class _Stage(IntEnum):
     ARGUMENTS = 3
     FENCE = 4  # after the arguments, the fence's closing may follow
     LIST = 5  # a JSON list body, handed to the JSON call scanner
+    CODE = 6  # a code recipient's source text
 
 
 class NameArgsScanner:
     """Reads one `name ... {arguments}` body (see `NameArgsSyntax`)."""
 
-    def __init__(self, syntax: NameArgsSyntax, indexer: CallIndexer, events: list[ParseEvent]) -> None:
+    def __init__(self, syntax: NameArgsSyntax, context: ScanContext) -> None:
         self._syntax = syntax
-        self._indexer = indexer
-        self._events = events
+        self._context = context
+        self._events: list[ParseEvent] = []  # from the inner scanner, until this feed returns
         self._stage = _Stage.LEAD
         self._name = ""
-        self._prefix_open = bool(syntax.name_prefix)  # the text so far may still be the prefix
+        # Optional texts before the name, in order: the text so far may still be one of them.
+        self._prefixes = tuple(p for p in (*syntax.lead_markers, syntax.name_prefix) if p)
+        self._prefix_at = 0
+        self._prefix_open = bool(self._prefixes)
         self._header = ""
         self._fenced = False
         self._fence_seen = 0  # characters of the fence's closing matched so far
-        self._inner: JsonCallScanner | None = None
+        self._code_held = ""  # the code's tail that may begin `code_end`
+        self._code_index: int | None = None
+        self._code_arguments = ""
+        self._inner: BodyScanner | None = None
+        self._arguments: ArgumentsScanner | None = None
         self.raw: list[str] = []
         self.completed_any = False  # one call per body: its raw text is always its own
 
     @property
     def current_call_index(self) -> int | None:
+        if self._code_index is not None:
+            return self._code_index
         return self._inner.current_call_index if self._inner is not None else None
+
+    def end(self) -> ScanResult:
+        """The output ended here: arguments complete but for the fence's closing, or code, are a call."""
+        if self._stage == _Stage.FENCE:
+            result = self._finish(0)
+        elif self._stage == _Stage.CODE and self._code_index is not None:
+            self._code_piece(self._code_held.rstrip())
+            result = self._end_code(0)
+        else:
+            result = self._fail(0, "the output ended inside a tool call")
+        events, self._events = self._events, []
+        return ScanResult(result.status, result.end, result.reason, events, result.replay)
 
     def feed(self, text: str) -> ScanResult:
         result = self._scan(text)
         self.raw.append(text[: result.end])
-        return result
+        events, self._events = self._events, []
+        return ScanResult(result.status, result.end, result.reason, events, result.replay)
 
     def _scan(self, text: str) -> ScanResult:
         i, n = 0, len(text)
@@ -117,6 +125,7 @@ class NameArgsScanner:
             if stage in (_Stage.ARGUMENTS, _Stage.LIST):
                 assert self._inner is not None
                 result = self._inner.feed(text[i:] if i else text)
+                self._events.extend(result.events)
                 if result.status != ScanStatus.DONE or stage == _Stage.LIST:
                     return ScanResult(result.status, i + result.end, result.reason)
                 i += result.end
@@ -124,6 +133,8 @@ class NameArgsScanner:
                     return self._finish(i)
                 self._stage = _Stage.FENCE
                 continue
+            if stage == _Stage.CODE:
+                return self._read_code(text, i)
             char = text[i]
             if stage == _Stage.FENCE:
                 closing = self._syntax.fence[1]  # type: ignore[index]
@@ -143,12 +154,12 @@ class NameArgsScanner:
                     continue
                 if char == "[" and self._syntax.list_body:
                     self._stage = _Stage.LIST
-                    self._inner = JsonCallScanner(self._indexer, self._events)
+                    self._inner = self._context.json_calls()
                     continue
                 self._stage = _Stage.NAME
-            result = self._step(char, i)
-            if result is not None:
-                return result
+            stepped = self._step(char, i)
+            if stepped is not None:
+                return stepped
             if self._stage != _Stage.ARGUMENTS:  # else `{` began the arguments: the JSON scanner reads it
                 i += 1
         return ScanResult(ScanStatus.MORE, n)
@@ -158,11 +169,15 @@ class NameArgsScanner:
         if self._stage == _Stage.NAME:
             if self._prefix_open:
                 taken = self._name + char
-                if self._syntax.name_prefix.startswith(taken):
-                    self._name = "" if taken == self._syntax.name_prefix else taken
-                    self._prefix_open = taken != self._syntax.name_prefix
-                    return None
-                # Not the prefix after all: what was taken for it is the name's start.
+                for at in range(self._prefix_at, len(self._prefixes)):
+                    prefix = self._prefixes[at]
+                    if prefix.startswith(taken):
+                        whole = taken == prefix
+                        self._name = "" if whole else taken
+                        self._prefix_at = at + 1 if whole else at
+                        self._prefix_open = self._prefix_at < len(self._prefixes)
+                        return None
+                # Not a prefix after all: what was taken for it is the name's start.
                 self._prefix_open = False
                 if not all(_is_name_char(c) for c in self._name):
                     return self._fail(i, "not a function name")
@@ -174,6 +189,9 @@ class NameArgsScanner:
             if self._name in self._syntax.content_names:
                 # A text block: what follows the recipient line is content.
                 return ScanResult(ScanStatus.DONE, i + 1 if char == "\n" else i)
+            if char == "\n" and self._name in self._syntax.code_names and self._offers(self._name):
+                self._stage = _Stage.CODE
+                return None
             if not self._syntax.calls:
                 return self._fail(i, "no tools are on offer")
             self._stage = _Stage.HEADER
@@ -193,18 +211,80 @@ class NameArgsScanner:
             return self._fail(i, "no argument marker after the function name")
         self._stage = _Stage.ARGUMENTS
         written = ""
+        marker = next((m for m in self._syntax.args_markers if header.endswith(m)), "")
         if self._syntax.written_id:
-            marker = next((m for m in self._syntax.args_markers if header.endswith(m)), "")
             written = self._syntax.name_prefix + self._name + header[: len(header) - len(marker)].strip()
-        self._inner = _ArgumentsScanner(self._indexer, self._events, self._name, written)
+        elif self._syntax.id_marker and self._syntax.id_marker in header:
+            written = header[header.index(self._syntax.id_marker) + len(self._syntax.id_marker) : len(header) - len(marker)].strip()
+        self._inner = self._arguments = self._context.json_arguments(self._name, written)
         return None
 
+    def _offers(self, name: str) -> bool:
+        return any(tool.name == name for tool in self._context.tools)
+
+    def _read_code(self, text: str, i: int) -> ScanResult:
+        """Source text up to `code_end`; JSON arguments (`{`) instead are read as usual."""
+        if self._code_index is None:
+            while i < len(text) and text[i] in _WHITESPACE and not self._code_held:
+                i += 1
+            if i == len(text):
+                return ScanResult(ScanStatus.MORE, i)
+            if text[i] == "{":
+                self._stage = _Stage.HEADER
+                stepped = self._step("{", i)
+                return stepped if stepped is not None else self._scan_rest(text, i)
+            self._code_index, call_id = self._context.indexer.next()
+            self._events.append(ToolCallStart(self._code_index, call_id, self._name))
+            self._emit_code('{"code": "')
+        held = len(self._code_held)
+        chunk = self._code_held + text[i:]
+        end_marker = self._syntax.code_end
+        position = chunk.find(end_marker) if end_marker else -1
+        if position < 0:
+            keep = partial_marker_length(chunk, (end_marker,)) if end_marker else 0
+            # Whitespace before it waits too: before the next block it is the layout's, not the code's.
+            body = chunk[: len(chunk) - keep]
+            keep += len(body) - len(body.rstrip())
+            self._code_piece(chunk[: len(chunk) - keep])
+            self._code_held = chunk[len(chunk) - keep :]
+            return ScanResult(ScanStatus.MORE, len(text))
+        self._code_piece(chunk[:position].rstrip())
+        self._code_held = ""
+        if position >= held:
+            return self._end_code(i + position - held)
+        # The marker began in text held from earlier pieces: give that part back to the engine.
+        ended = self._end_code(i)
+        return ScanResult(ended.status, ended.end, ended.reason, replay=chunk[position:held])
+
+    def _scan_rest(self, text: str, i: int) -> ScanResult:
+        result = self._scan(text[i:])
+        return ScanResult(result.status, i + result.end, result.reason)
+
+    def _code_piece(self, piece: str) -> None:
+        if piece:
+            self._emit_code(json_chars(piece))
+
+    def _emit_code(self, text: str) -> None:
+        assert self._code_index is not None
+        self._code_arguments += text
+        self._events.append(ToolCallArgs(self._code_index, text))
+
+    def _end_code(self, end: int) -> ScanResult:
+        assert self._code_index is not None
+        self._emit_code('"}')
+        self._events.append(ToolCallEnd(self._code_index, self._code_arguments))
+        self._context.indexer.completed += 1
+        self._code_index = None
+        self.completed_any = True
+        return ScanResult(ScanStatus.DONE, end)
+
     def _finish(self, end: int) -> ScanResult:
-        assert isinstance(self._inner, _ArgumentsScanner)
-        problem = self._inner.finish()
-        if problem:
-            return self._fail(end, problem)
-        self._inner = None
+        assert self._arguments is not None
+        finished = self._arguments.finish()
+        self._events.extend(finished.events)
+        if finished.status == ScanStatus.FAILED:
+            return self._fail(end, finished.reason)
+        self._inner = self._arguments = None
         return ScanResult(ScanStatus.DONE, end)
 
     @staticmethod

@@ -15,7 +15,7 @@ import orjson
 
 from .base import ToolFormat, arguments_dict
 from .conversation import ToolCall, ToolSpec
-from .pythonic_calls import PythonicScanner
+from .pythonic_calls import pythonic_scanner
 from .syntax import CallSyntax
 
 
@@ -26,7 +26,7 @@ class PythonicFormat(ToolFormat):
         close_marker="<|python_end|>",
         # A list at the very start of the answer is a call list; anywhere else it is text.
         start_bodies=("[",),
-        scanner=PythonicScanner,
+        scanner=pythonic_scanner,
     )
     # The bare list is the usual form: a forced call starts with its bracket.
     call_opening = "["
@@ -81,7 +81,7 @@ class Lfm2Format(PythonicFormat):
     syntax = CallSyntax(
         open_markers=("<|tool_call_start|>",),
         close_marker="<|tool_call_end|>",
-        scanner=PythonicScanner,
+        scanner=pythonic_scanner,
         reasoning=("<think>", "</think>"),
     )
     stop_strings = ("<|tool_response_start|>",)

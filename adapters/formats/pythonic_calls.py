@@ -26,8 +26,8 @@ import orjson
 
 from .conversation import ToolSpec
 from .events import ParseEvent, ToolCallArgs, ToolCallEnd, ToolCallStart
-from .json_calls import CallIndexer, ScanResult, ScanStatus
 from .python_literals import Malformed, json_chars, number_json, word_json
+from .scanning import CallIndexer, ScanContext, ScanResult, ScanStatus
 
 _NAME_RUN = re.compile(r"[\w.\-]*")  # dots and hyphens: `brave_search.call`, tools named `get-time`
 _NUMBER_RUN = re.compile(r"(?:[eE][+-]?|[\w.])*")  # `1e-5`: an exponent's sign
@@ -68,13 +68,17 @@ class _String:
     escape: str | None = None  # an escape sequence being read, after its backslash
 
 
+def pythonic_scanner(context: ScanContext) -> PythonicScanner:
+    """A `CallSyntax.scanner` for a pythonic list of calls."""
+    return PythonicScanner(context.indexer, context.tools)
+
+
 class PythonicScanner:
     """Scans one body: a list of calls, or (with `value_only`) one Python literal."""
 
-    def __init__(self, indexer: CallIndexer, events: list[ParseEvent], tools: tuple[ToolSpec, ...],
-                 *, value_only: bool = False) -> None:  # fmt: skip
+    def __init__(self, indexer: CallIndexer, tools: tuple[ToolSpec, ...], *, value_only: bool = False) -> None:
         self._indexer = indexer
-        self._events = events
+        self._events: list[ParseEvent] = []
         self._tools = {tool.name: tool for tool in tools}
         self._frames: list[_Frame] = [_Frame("V")] if value_only else []
         self._expect = _Expect.VALUE
@@ -102,11 +106,16 @@ class PythonicScanner:
     def json_text(self) -> str:
         return "".join(self._out)
 
+    def end(self) -> ScanResult:
+        """The output ended inside this body: an unfinished call is no call."""
+        return ScanResult(ScanStatus.FAILED, 0, "the output ended inside a tool call")
+
     def feed(self, text: str) -> ScanResult:
         self._raw_from = 0
         result = self._scan(text)
         self.raw.append(text[self._raw_from : result.end])
-        return result
+        events, self._events = self._events, []
+        return ScanResult(result.status, result.end, result.reason, events)
 
     def _restart_raw(self, position: int) -> None:
         # `raw` is what a failure gives back as content: the failed call's own text, not the
@@ -392,7 +401,7 @@ class PythonicScanner:
 def python_literal_json(text: str) -> str | None:
     """One complete Python literal (`True`, `{'a': (1, 2)}`) as JSON text; None if `text` is not
     exactly one literal."""
-    reader = PythonicScanner(CallIndexer(str), [], (), value_only=True)
+    reader = PythonicScanner(CallIndexer(str), (), value_only=True)
     padded = text + " "  # a space ends a number or a constant at the very end
     result = reader.feed(padded)
     if result.status != ScanStatus.DONE or padded[result.end :].strip():

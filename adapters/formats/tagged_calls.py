@@ -25,11 +25,10 @@ from typing import Any
 
 import orjson
 
-from .conversation import ToolSpec
 from .events import ParseEvent, ToolCallArgs, ToolCallEnd, ToolCallStart
 from .markers import partial_marker_length
 from .python_literals import json_chars
-from .scanning import CallIndexer, ScanResult, ScanStatus
+from .scanning import ScanContext, ScanResult, ScanStatus
 from .typed_values import is_text, property_types, typed_json
 
 MAX_NAME = 128  # a name, a key: longer is not a call but prose after a marker
@@ -65,8 +64,8 @@ class TagSyntax:
     # The template writes a newline on each side of a value (Qwen3-Coder): those are not the value's.
     padded_values: bool = False
 
-    def scanner(self, indexer: CallIndexer, events: list[ParseEvent], tools: tuple[ToolSpec, ...]) -> TaggedCallScanner:
-        return TaggedCallScanner(self, indexer, events, tools)
+    def scanner(self, context: ScanContext) -> TaggedCallScanner:
+        return TaggedCallScanner(self, context)
 
     def write(self, name: str, arguments: dict[str, Any], *, separator: str = "\n",
               attributes: Callable[[Any], str] | None = None) -> str:
@@ -105,11 +104,11 @@ class _Malformed(Exception):
 class TaggedCallScanner:
     """Scans one block: one call, or (with `block_close`) calls up to the block's close."""
 
-    def __init__(self, syntax: TagSyntax, indexer: CallIndexer, events: list[ParseEvent], tools: tuple[ToolSpec, ...]) -> None:
+    def __init__(self, syntax: TagSyntax, context: ScanContext) -> None:
         self._syntax = syntax
-        self._indexer = indexer
-        self._events = events
-        self._types = {tool.name: property_types(tool.parameters) for tool in tools}
+        self._indexer = context.indexer
+        self._events: list[ParseEvent] = []
+        self._types = {tool.name: property_types(tool.parameters) for tool in context.tools}
         self._state = _State.TAG
         self._expected: tuple[str, ...] = ()
         self._after_tag = ""  # which tag was read (for TAG), or whose text is read (NAME, KEY, ATTRIBUTES)
@@ -134,11 +133,16 @@ class TaggedCallScanner:
     def current_call_index(self) -> int | None:
         return self._index
 
+    def end(self) -> ScanResult:
+        """The output ended inside this body: an unfinished call is no call."""
+        return ScanResult(ScanStatus.FAILED, 0, "the output ended inside a tool call")
+
     def feed(self, text: str) -> ScanResult:
         self._raw_from = 0
         result = self._scan(text)
         self.raw.append(text[self._raw_from : result.end])
-        return result
+        events, self._events = self._events, []
+        return ScanResult(result.status, result.end, result.reason, events)
 
     def _scan(self, text: str) -> ScanResult:
         i, n = 0, len(text)

@@ -39,7 +39,11 @@ def usage_body(usage: Usage) -> dict[str, Any]:
 
 
 class ChunkEncoder:
-    """Encodes one streamed chat completion, chunk by chunk, as SSE `data:` lines."""
+    """Encodes one streamed chat completion, chunk by chunk, as SSE `data:` lines.
+
+    What every chunk shares (id, object, created, model, the choice's index and logprobs) is
+    encoded once per request; a chunk is then its delta between two prepared byte strings.
+    """
 
     def __init__(self, completion_id: str, model: str, *, include_usage: bool, created: int | None = None) -> None:
         self._base = {
@@ -49,8 +53,14 @@ class ChunkEncoder:
             "model": model,
         }
         self._include_usage = include_usage
+        envelope = orjson.dumps(self._base)[:-1]  # the object left open: `{"id":...,"model":"..."`
+        self._head = b"data: " + envelope + b',"choices":[{"index":0,"delta":'
+        usage = b',"usage":null' if include_usage else b""
+        self._tail = b',"logprobs":null,"finish_reason":null}]' + usage + b"}\n\n"
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        if finish_reason is None:
+            return self._head + orjson.dumps(delta) + self._tail
         chunk = {
             **self._base,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
@@ -66,14 +76,15 @@ class ChunkEncoder:
     def event(self, event: ParseEvent) -> bytes:
         """The chunk for one parser event (empty for events with nothing to send)."""
         if isinstance(event, TextDelta):
-            return self._chunk({"content": event.text})
+            return self._head + b'{"content":' + orjson.dumps(event.text) + b"}" + self._tail
         if isinstance(event, ToolCallArgs):
-            return self._chunk({"tool_calls": [{"index": event.index, "function": {"arguments": event.text}}]})
+            return (self._head + b'{"tool_calls":[{"index":' + str(event.index).encode() + b',"function":{"arguments":'
+                    + orjson.dumps(event.text) + b"}}]}" + self._tail)
         if isinstance(event, ToolCallStart):
             call = {"index": event.index, "id": event.id, "type": "function", "function": {"name": event.name, "arguments": ""}}
             return self._chunk({"tool_calls": [call]})
         if isinstance(event, ReasoningDelta):
-            return self._chunk({"reasoning_content": event.text})
+            return self._head + b'{"reasoning_content":' + orjson.dumps(event.text) + b"}" + self._tail
         if isinstance(event, ToolCallFailed):
             # Fragments of this call are already out and cannot be taken back: end the stream with
             # an error rather than let the client assemble half a call.

@@ -12,18 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adapters.backends import SamplingParams
 from adapters.formats.conversation import (
+    FUNCTION_NAME_PATTERN,
     Conversation,
     Message,
     NamedToolChoice,
     ToolCall,
     ToolChoice,
     ToolSpec,
+    default_parameters,
 )
 
 from ..core.faults import InvalidRequest
-from ..core.job import ChatJob
-
-_FUNCTION_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
+from ..core.job import Affinity, ChatJob
 
 
 class _Model(BaseModel):
@@ -63,7 +63,7 @@ class MessageIn(_Model):
 
 
 class FunctionDef(_Model):
-    name: Annotated[str, Field(pattern=_FUNCTION_NAME)]
+    name: Annotated[str, Field(pattern=FUNCTION_NAME_PATTERN)]
     description: str = ""
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
@@ -121,6 +121,7 @@ class ChatCompletionRequest(_Model):
     stop: str | list[str] | None = None
     n: Annotated[int, Field(ge=1)] | None = None
     response_format: ResponseFormat | None = None
+    user: str | None = None  # the caller's end user: a session key for `balance: affinity`
 
     @field_validator("n")
     @classmethod
@@ -199,6 +200,7 @@ def _to_job(request: ChatCompletionRequest) -> ChatJob:
         stream=request.stream,
         include_usage=bool(request.stream_options and request.stream_options.include_usage),
         response_schema=_response_schema(request.response_format),
+        affinity=Affinity(lookup=(f"user:{request.user}",), record=(f"user:{request.user}",)) if request.user else None,
     )
 
 
@@ -213,7 +215,7 @@ def _response_schema(response_format: ResponseFormat | None) -> dict[str, Any] |
 
 
 def _tool(function: FunctionDef) -> ToolSpec:
-    parameters = function.parameters if function.parameters is not None else {"type": "object", "properties": {}}
+    parameters = function.parameters if function.parameters is not None else default_parameters()
     return ToolSpec(function.name, function.description, parameters, bool(function.strict))
 
 

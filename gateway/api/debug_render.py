@@ -20,7 +20,7 @@ async def render_prompt(request: web.Request) -> web.Response:
     upstream_model = route.upstream_for(job.model)
     template, tool_format = await route.template(upstream_model)
     prompt = build_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)
-    decoding = plan_decoding(job.conversation, tool_format, route.backend.constraints, route.constrain, job.response_schema)
+    decoding = plan_decoding(job.conversation, tool_format, route.constraints, route.constrain, job.response_schema)
     return json_response(
         {
             "model": job.model,

@@ -1,13 +1,15 @@
-"""How a client sees a failure: one status, type and code per fault, decided here and only here.
+"""How a client sees a failure: one kind per fault, decided here and only here.
 
-`ApiError` is the edge's view of any failure (status, message, type, param, code, headers);
-`api_error` maps every core fault and backend fault onto it. Each API surface then writes the
-`ApiError` in its own shape (OpenAI's `{"error": {...}}` by default).
+`api_error` maps every core fault and backend fault onto an `ApiError` of one `ErrorKind`; the
+kind table says what each kind is called in each API's own error shape, and with which status.
+OpenAI's surfaces write `{"error": {"message", "type", "param", "code"}}`, Anthropic's Messages
+API `{"type": "error", "error": {"type", "message"}}`; both come from the same `ApiError`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from adapters.backends.errors import (
     BackendError,
@@ -22,22 +24,65 @@ from adapters.backends.errors import (
 
 from ..core import faults
 
+ErrorShape = Literal["openai", "anthropic"]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorKind:
+    status: int
+    openai_type: str
+    anthropic_type: str
+    # Where Anthropic's API answers the same condition with another status (529: overloaded).
+    anthropic_status: int | None = None
+
+
+# The one table: every failure is one of these kinds, whichever API the client speaks.
+INVALID_REQUEST = ErrorKind(400, "invalid_request_error", "invalid_request_error")
+AUTHENTICATION = ErrorKind(401, "invalid_request_error", "authentication_error")
+PERMISSION = ErrorKind(403, "invalid_request_error", "permission_error")
+NOT_FOUND = ErrorKind(404, "invalid_request_error", "not_found_error")
+METHOD_NOT_ALLOWED = ErrorKind(405, "invalid_request_error", "invalid_request_error")
+TOO_LARGE = ErrorKind(413, "invalid_request_error", "request_too_large")
+BUSY = ErrorKind(429, "rate_limit_error", "overloaded_error", anthropic_status=529)
+RATE_LIMITED = ErrorKind(429, "rate_limit_error", "rate_limit_error")
+INTERNAL = ErrorKind(500, "server_error", "api_error")
+NOT_SUPPORTED = ErrorKind(501, "server_error", "api_error")
+UPSTREAM = ErrorKind(502, "server_error", "api_error")
+UNAVAILABLE = ErrorKind(503, "server_error", "overloaded_error")
+TIMEOUT = ErrorKind(504, "server_error", "timeout_error")
+
+_BY_STATUS = {kind.status: kind for kind in (
+    INVALID_REQUEST, AUTHENTICATION, PERMISSION, NOT_FOUND, METHOD_NOT_ALLOWED, TOO_LARGE, BUSY,
+    INTERNAL, NOT_SUPPORTED, UPSTREAM, UNAVAILABLE, TIMEOUT,
+)}
+
+
+def kind_of_status(status: int) -> ErrorKind:
+    """The kind for a bare HTTP status (aiohttp's own errors); unlisted 4xx are invalid requests."""
+    kind = _BY_STATUS.get(status)
+    if kind is not None:
+        return kind
+    if status < 500:
+        return ErrorKind(status, "invalid_request_error", "invalid_request_error")
+    return ErrorKind(status, "server_error", "api_error")
+
 
 class ApiError(Exception):
     def __init__(
         self,
-        status: int,
+        kind: ErrorKind | int,
         message: str,
         *,
-        type: str = "invalid_request_error",
+        type: str | None = None,
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
-        self.status = status
+        self.kind = kind if isinstance(kind, ErrorKind) else kind_of_status(kind)
+        self.status = self.kind.status
         self.message = message
-        self.type = type
+        self.type = type or self.kind.openai_type
         self.param = param
         self.code = code
         self.headers = headers or {}
@@ -45,9 +90,28 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
+    def anthropic_body(self, request_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": "error", "error": {"type": self.kind.anthropic_type, "message": self.message}}
+        if request_id:
+            body["request_id"] = request_id
+        return body
 
-def _server_error(status: int, message: str, code: str) -> ApiError:
-    return ApiError(status, message, type="server_error", code=code)
+    def status_for(self, shape: ErrorShape) -> int:
+        if shape == "anthropic" and self.kind.anthropic_status is not None:
+            return self.kind.anthropic_status
+        return self.status
+
+    def body_for(self, shape: ErrorShape, request_id: str | None = None) -> dict[str, Any]:
+        return self.anthropic_body(request_id) if shape == "anthropic" else self.body()
+
+
+def error_shape(path: str) -> ErrorShape:
+    """Which API's error shape a request path speaks."""
+    return "anthropic" if path.startswith("/v1/messages") else "openai"
+
+
+def _server_error(kind: ErrorKind, message: str, code: str) -> ApiError:
+    return ApiError(kind, message, code=code)
 
 
 def api_error(failure: BaseException) -> ApiError:
@@ -58,43 +122,49 @@ def api_error(failure: BaseException) -> ApiError:
         return _from_fault(failure)
     if isinstance(failure, BackendError):
         return _from_backend_error(failure)
-    return _server_error(500, "Internal error in the gateway.", "internal_error")
+    return _server_error(INTERNAL, "Internal error in the gateway.", "internal_error")
 
 
 def _from_fault(fault: faults.Fault) -> ApiError:
     message = fault.message
     match fault:
         case faults.InvalidRequest():
-            return ApiError(400, message, param=fault.param, code=fault.code)
+            return ApiError(INVALID_REQUEST, message, param=fault.param, code=fault.code)
         case faults.NotFound():
-            return ApiError(404, message, code=fault.code)
+            return ApiError(NOT_FOUND, message, code=fault.code)
+        case faults.Unsupported():
+            return ApiError(NOT_SUPPORTED, message, code=fault.code)
         case faults.UnknownModel():
-            return ApiError(404, message, param="model", code="model_not_found")
+            return ApiError(NOT_FOUND, message, param="model", code="model_not_found")
         case faults.Unauthenticated():
-            return ApiError(401, message, code="invalid_api_key")
+            return ApiError(AUTHENTICATION, message, code="invalid_api_key")
         case faults.ModelNotAllowed():
-            return ApiError(403, message, param="model", code="model_not_allowed")
+            return ApiError(PERMISSION, message, param="model", code="model_not_allowed")
         case faults.BackendBusy():
-            return ApiError(
-                429, message, type="rate_limit_error", code="backend_busy", headers={"Retry-After": str(fault.retry_after)}
-            )
+            return ApiError(BUSY, message, code="backend_busy", headers={"Retry-After": str(fault.retry_after)})
+        case faults.RateLimited():
+            # A key's own limit: Anthropic calls it rate_limit_error, with 429 on both surfaces.
+            return ApiError(RATE_LIMITED, message, code="rate_limit_exceeded",
+                            headers={"Retry-After": str(fault.retry_after)})
+        case faults.NoBackendAvailable():
+            return ApiError(UNAVAILABLE, message, code="no_backend_available", headers={"Retry-After": "1"})
         case faults.ShuttingDown():
             return ApiError(
-                503, message, type="server_error", code="shutting_down", headers={"Retry-After": "1", "Connection": "close"}
+                UNAVAILABLE, message, code="shutting_down", headers={"Retry-After": "1", "Connection": "close"}
             )
         case faults.RequestTimedOut():
-            return _server_error(504, message, "request_timeout")
+            return _server_error(TIMEOUT, message, "request_timeout")
         case faults.TemplateBroken():
-            return _server_error(502, message, "chat_template_broken")
+            return _server_error(UPSTREAM, message, "chat_template_broken")
         case faults.CallRejected():
-            return _server_error(502, message, "tool_arguments_invalid")
+            return _server_error(UPSTREAM, message, "tool_arguments_invalid")
         case faults.CallBrokeOff():
-            return _server_error(502, message, "malformed_tool_call")
+            return _server_error(UPSTREAM, message, "malformed_tool_call")
         case faults.StoreFailed():
-            return _server_error(500, message, "response_store_error")
+            return _server_error(INTERNAL, message, "response_store_error")
         case faults.GenerationIncomplete():
-            return _server_error(502, message, "generation_incomplete")
-    return _server_error(500, message, "internal_error")
+            return _server_error(UPSTREAM, message, "generation_incomplete")
+    return _server_error(INTERNAL, message, "internal_error")
 
 
 def _from_backend_error(error: BackendError) -> ApiError:
@@ -102,19 +172,19 @@ def _from_backend_error(error: BackendError) -> ApiError:
     if isinstance(error, BackendLoadFailed):
         # The model is not there now (it could not start, or keeps dying): try again later.
         return ApiError(
-            503, error.message, type="server_error", code="model_load_failed",
+            UNAVAILABLE, error.message, code="model_load_failed",
             headers={"Retry-After": str(max(1, round(error.retry_after)))},
         )
     if isinstance(error, ContextLengthExceeded):
-        return ApiError(400, error.message, param="messages", code="context_length_exceeded")
+        return ApiError(INVALID_REQUEST, error.message, param="messages", code="context_length_exceeded")
     if isinstance(error, BackendRejected):
-        return ApiError(400 if error.status in (None, 400) else 502, error.message, code="backend_rejected")
+        return ApiError(INVALID_REQUEST if error.status in (None, 400) else UPSTREAM, error.message, code="backend_rejected")
     if isinstance(error, BackendTimeout):
-        return _server_error(504, error.message, "backend_timeout")
+        return _server_error(TIMEOUT, error.message, "backend_timeout")
     if isinstance(error, BackendUnreachable):
-        return _server_error(502, error.message, "backend_unreachable")
+        return _server_error(UPSTREAM, error.message, "backend_unreachable")
     if isinstance(error, BackendProtocolError):
-        return _server_error(502, error.message, "backend_protocol_error")
+        return _server_error(UPSTREAM, error.message, "backend_protocol_error")
     if isinstance(error, TemplateUnavailable):
-        return _server_error(502, error.message, "chat_template_unavailable")
-    return _server_error(502, error.message, "backend_error")
+        return _server_error(UPSTREAM, error.message, "chat_template_unavailable")
+    return _server_error(UPSTREAM, error.message, "backend_error")

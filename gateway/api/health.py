@@ -48,18 +48,33 @@ async def ready(request: web.Request) -> web.Response:
         return json_response({"status": "shutting_down"}, status=503)
     table = request.app[ROUTING_TABLE]
     backends = await request.app[PROBE].healthy(table.backends)
-    problems = [
-        f"model '{route.name}': backend '{route.backend.name}' is not reachable"
-        for route in table
-        if not backends[route.backend.name]
-    ]
+    circuits = await table.router.board.states() if table.router is not None else {}
+    problems, out = [], []
+    for route in table:
+        names = [m.name for m in route.pool.members] if route.pool is not None else [route.backend.name]
+        why = {name: _why_out(backends[name], circuits.get(name, "closed")) for name in names}
+        missing = [f"backend '{name}' {reason}" for name, reason in why.items() if reason]
+        if len(missing) == len(names):
+            problems.append(f"model '{route.name}': " + "; ".join(missing))
+        else:  # still served: ready, but say which backend is out
+            out += [f"model '{route.name}': {text}" for text in missing]
     body: dict[str, object] = {"status": "not_ready" if problems else "ready", "backends": backends}
+    if circuits:
+        body["circuits"] = circuits
+    if out:
+        body["degraded"] = out
     managed = {status.backend: status.state for status in request.app[FLEET].statuses()}
     if managed:
         body["models"] = managed
     if problems:
         body["problems"] = problems
     return json_response(body, status=503 if problems else 200)
+
+
+def _why_out(reachable: bool, circuit: str) -> str:
+    if circuit == "open":
+        return "is out after repeated failures (circuit open)"
+    return "" if reachable else "is not reachable"
 
 
 async def models_status(request: web.Request) -> web.Response:

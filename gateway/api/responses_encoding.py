@@ -69,7 +69,7 @@ class OutputBuilder:
             call.item["arguments"] = event.arguments
             self._emit({"type": "response.function_call_arguments.done", "item_id": call.item["id"],
                         "name": call.item["name"], "output_index": call.index, "arguments": event.arguments})
-            self._close("completed")
+            self._close("incomplete" if event.truncated else "completed")
         elif isinstance(event, ToolCallFailed):
             self._failed(event)
         return self._drain()

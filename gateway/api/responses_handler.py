@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 import structlog
 from aiohttp import web
@@ -15,6 +16,7 @@ from aiohttp import web
 from adapters.formats.events import ParseEvent
 
 from ..core.faults import InvalidRequest, NotFound, StoreFailed
+from ..core.job import Affinity
 from ..core.pipeline import Completed
 from ..core.response_store import JsonObject, ResponseStore, open_store
 from ..ops.config import ResponsesConfig
@@ -87,9 +89,17 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     items = input_items(parsed)
     job = build_job(parsed, history, items)
     meta = ResponseMeta(model=job.model, echo=echo_fields(parsed))
+    job = replace(job, affinity=session_affinity(parsed.previous_response_id, parsed.user, meta.id))
     keep = _Keeper(store, [*history, *items], parsed.keep)
     encoding = Encoding(stream=lambda: _ResponseEvents(meta, keep), collect=lambda: _ResponseCollector(meta, keep))
     return await answer(request, route, job, encoding)
+
+
+def session_affinity(previous_id: str | None, user: str | None, response_id: str) -> Affinity:
+    """A continuation goes back to the backend that wrote the response it continues (its KV cache)."""
+    users = (f"user:{user}",) if user else ()
+    lookup = (f"response:{previous_id}",) if previous_id else ()
+    return Affinity(lookup=lookup + users, record=(f"response:{response_id}", *users))
 
 
 async def _chain(store: ResponseStore, previous_id: str | None) -> list[JsonObject]:

@@ -78,7 +78,7 @@ class ReasoningItem(_Model):
 def _item_tag(value: Any) -> str | None:
     kind = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", None)
     return {"message": "Message", "function_call": "FunctionCall", "function_call_output": "FunctionCallOutput",
-            "reasoning": "Reasoning"}.get(kind)
+            "reasoning": "Reasoning"}.get(kind) if isinstance(kind, str) else None
 
 
 # Capitalised tags: chat's error formatter leaves such union branch names out of the param path.

@@ -4,18 +4,20 @@ the same `ChatJob` that chat completions run on. Input items live in responses_i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from adapters.backends import SamplingParams
 from adapters.formats.conversation import (
+    FUNCTION_NAME_PATTERN,
     Conversation,
     Message,
     NamedToolChoice,
     ToolChoice,
     ToolSpec,
+    default_parameters,
 )
 
 from ..core.faults import InvalidRequest
@@ -30,8 +32,6 @@ from .responses_items import (
     conversation_messages,
 )
 
-_FUNCTION_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
-
 
 class _Model(BaseModel):
     # Unknown fields are ignored, as for chat, so newer clients keep working.
@@ -40,7 +40,7 @@ class _Model(BaseModel):
 
 class FunctionTool(_Model):
     type: Literal["function"]
-    name: Annotated[str, Field(pattern=_FUNCTION_NAME)]
+    name: Annotated[str, Field(pattern=FUNCTION_NAME_PATTERN)]
     description: str | None = None
     parameters: JsonObject | None = None
     strict: bool | None = None
@@ -94,6 +94,7 @@ class ResponsesRequest(_Model):
     metadata: Annotated[dict[str, Annotated[str, Field(max_length=512)]], Field(max_length=16)] | None = None
     background: bool | None = None
     conversation: Any = None
+    user: str | None = None  # the caller's end user: a session key for `balance: affinity`
 
     @property
     def keep(self) -> bool:
@@ -154,7 +155,7 @@ def input_items(request: ResponsesRequest) -> list[JsonObject]:
 
 def build_job(request: ResponsesRequest, history: Sequence[JsonObject], items: Sequence[JsonObject]) -> ChatJob:
     """One ChatJob from the stored chain's items, then this request's own (both canonical)."""
-    tools = [ToolSpec(t.name, t.description or "", t.parameters or {"type": "object", "properties": {}},
+    tools = [ToolSpec(t.name, t.description or "", t.parameters or default_parameters(),
                       bool(t.strict)) for t in request.tools or []]
     tools, tool_choice = _tool_choice(request.tool_choice, tools)
     messages = [Message("system", request.instructions)] if request.instructions else []
@@ -172,7 +173,7 @@ def _tool_choice(choice: Any, tools: list[ToolSpec]) -> tuple[list[ToolSpec], To
     if choice is None or isinstance(choice, str):
         if choice == "required" and not tools:
             raise InvalidRequest("'tool_choice' is 'required' but no tools were given.", param="tool_choice")
-        return tools, choice or "auto"
+        return tools, cast(ToolChoice, choice or "auto")
     if isinstance(choice, ToolChoiceFunction):
         if choice.name not in names:
             raise InvalidRequest(f"'tool_choice' names the function '{choice.name}', which is not among the given tools.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,12 +19,13 @@ from aiohttp import web
 from adapters.backends.errors import BackendError
 from adapters.formats.events import ParseEvent
 
+from ..core.fallbacks import run_with_fallbacks
 from ..core.faults import Fault, GenerationIncomplete, RequestTimedOut
 from ..core.job import ChatJob
-from ..core.pipeline import Completed, PipelineEvent, Started, run_chat
+from ..core.pipeline import Completed, PipelineEvent
 from ..core.routing import Route
 from ..core.trace import RequestTrace
-from ..ops.app_keys import API_KEY, CONFIG, METRICS, ROUTING_TABLE, TRACE
+from ..ops.app_keys import API_KEY, CONFIG, METRICS, RATE_LIMITS, ROUTING_TABLE, TRACE
 from ..ops.auth import check_model_allowed
 from .errors import ApiError, api_error
 from .json_body import json_response
@@ -80,29 +82,48 @@ async def answer(request: web.Request, route: Route, job: ChatJob, encoding: Enc
     """Run the job within the request's deadline and the backend's slot, and answer it."""
     limit = request.app[CONFIG].limits.request_timeout
     deadline = asyncio.get_running_loop().time() + limit
-    async with request.app[ROUTING_TABLE].limiter(route.backend.name).slot():
-        events = run_chat(job, route, request[TRACE])
-        try:
-            if job.stream:
-                return await _stream(request, events, encoding.stream, deadline, limit)
-            return json_response(await _collect(events, encoding.collect(), deadline, limit))
-        finally:
-            # Closing the generator closes the backend request, so an abandoned answer stops
-            # generating upstream too.
-            await events.aclose()
+    key, trace, table = request.get(API_KEY), request[TRACE], request.app[ROUTING_TABLE]
+    if key is not None:
+        await request.app[RATE_LIMITS].admit(
+            key.key_id, requests_per_minute=key.requests_per_minute, tokens_per_minute=key.tokens_per_minute
+        )
+    # A pooled route takes each backend's slot per attempt; a lone backend's is taken here.
+    slot = nullcontext() if route.pool is not None else table.limiter(route.backend.name).slot()
+    try:
+        async with slot:
+            events = run_with_fallbacks(job, route, table.route_for_name, trace)
+            try:
+                if job.stream:
+                    return await _stream(request, events, encoding.stream, deadline, limit)
+                return json_response(await _collect(events, encoding.collect(), deadline, limit))
+            finally:
+                # Closing the generator closes the backend request, so an abandoned answer stops
+                # generating upstream too.
+                await events.aclose()
+    finally:
+        if key is not None and key.tokens_per_minute is not None and trace.usage is not None:
+            await request.app[RATE_LIMITS].spend(key.key_id, trace.usage.total_tokens)
 
 
 async def _collect(events: AsyncIterator[PipelineEvent], collector: Collector, deadline: float, limit: float) -> Any:
     try:
         async with asyncio.timeout_at(deadline):
             async for event in events:
-                if isinstance(event, Completed):
+                if isinstance(event, list):
+                    for parsed in event:
+                        collector.add(parsed)
+                elif isinstance(event, Completed):
                     return await collector.result(event)
-                if not isinstance(event, Started):
-                    collector.add(event)
     except TimeoutError:
         raise RequestTimedOut(limit) from None
     raise GenerationIncomplete()
+
+
+class _SseResponse(web.StreamResponse):
+    """Headers wait for the first body write and go out in the same send (aiohttp's switch for
+    it; a stream's headers already wait for the backend's first text)."""
+
+    _send_headers_immediately = False
 
 
 async def _stream(
@@ -121,19 +142,19 @@ async def _stream(
     except StopAsyncIteration:
         raise GenerationIncomplete() from None
     encoder = new_encoder()
-    response = web.StreamResponse(headers={**SSE_HEADERS, "X-Request-ID": request[TRACE].request_id})
+    response = _SseResponse(headers={**SSE_HEADERS, "X-Request-ID": request[TRACE].request_id})
     await response.prepare(request)
     streams = request.app[METRICS].streams
     streams.inc()
     try:
         trace = request[TRACE]
-        error = await _pump(response, encoder, events, event, deadline, limit, trace)
-        if error is not None:
-            log.warning("stream_failed", request_id=trace.request_id, status=error.status, code=error.code,
-                        message=error.message)
+        ending = await _pump(response, encoder, events, event, deadline, limit, trace)
+        if isinstance(ending, ApiError):
+            log.warning("stream_failed", request_id=trace.request_id, status=ending.status, code=ending.code,
+                        message=ending.message)
             # After the headers, the only honest way to fail is the surface's error event.
-            await response.write(await encoder.failure(error))
-        await response.write_eof()
+            ending = await encoder.failure(ending)
+        await response.write_eof(ending)  # the last events and the body's end in one send
     except ConnectionError:
         log.info("client_disconnected", request_id=request[TRACE].request_id)
     finally:
@@ -149,29 +170,39 @@ async def _pump(
     deadline: float,
     limit: float,
     trace: RequestTrace,
-) -> ApiError | None:
-    """Write the stream; a fault along the way is returned, never raised past the headers."""
+) -> bytes | ApiError:
+    """Write the stream up to its closing events, which are returned (to go out with the body's
+    end); a fault along the way is returned, never raised past the headers.
+
+    One write per batch of events (all that one backend read produced): under load that is one
+    send for several chunks. The opening goes out with the first batch, which follows it at once.
+    """
+    pending = b""
     try:
-        await response.write(encoder.opening())
+        pending = encoder.opening()
         async with asyncio.timeout_at(deadline):
             while not isinstance(event, Completed):
-                if not isinstance(event, Started):
-                    data = encoder.event(event)
+                if isinstance(event, list):
+                    data = b"".join([encoder.event(parsed) for parsed in event])
+                    if pending:
+                        data, pending = pending + data, b""
                     if data:
                         await response.write(data)
                 event = await anext(events)
-            await response.write(await encoder.closing(event))
+            return pending + await encoder.closing(event)
     except ConnectionError:
         raise  # the client is gone: nobody to tell
     except TimeoutError:
-        return api_error(RequestTimedOut(limit))
+        error = api_error(RequestTimedOut(limit))
     except StopAsyncIteration:
-        return api_error(GenerationIncomplete())
+        error = api_error(GenerationIncomplete())
     except BackendError as failure:
         trace.error_kind = failure.kind
-        return api_error(failure)
+        error = api_error(failure)
     except Exception as failure:
         if not isinstance(failure, Fault | ApiError):
             log.exception("stream_internal_error")
-        return api_error(failure)
-    return None
+        error = api_error(failure)
+    if pending:  # the surface's opening still comes before its error event
+        await response.write(pending)
+    return error

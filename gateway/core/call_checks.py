@@ -76,7 +76,8 @@ class CallChecker:
                     self._names[event.index] = event.name
                 elif isinstance(event, ToolCallEnd):
                     self.calls += 1
-                    self._validate(self._names.get(event.index, ""), event.arguments)
+                    if not event.truncated:  # a cut call is unfinished by design: nothing to check
+                        self._validate(self._names.get(event.index, ""), event.arguments)
             kept.append(event)
         return kept
 

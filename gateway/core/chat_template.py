@@ -46,7 +46,7 @@ class TemplateCaps:
 class _GenerationTag(jinja2.ext.Extension):
     """`{% generation %}...{% endgeneration %}` marks assistant text for training masks; here it just renders."""
 
-    tags = {"generation"}
+    tags = {"generation"}  # noqa: RUF012 - jinja2 reads it as a plain class attribute
 
     def parse(self, parser: Any) -> jinja2.nodes.Node:
         lineno = next(parser.stream).lineno
@@ -104,11 +104,11 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
-class _InputList(list):  # type: ignore[type-arg]
+class _InputList(list[Any]):
     """A list the template was given: it may read it, not change it."""
 
 
-class _InputDict(dict):  # type: ignore[type-arg]
+class _InputDict(dict[Any, Any]):
     """A dict the template was given: it may read it, not change it."""
 
 
@@ -250,7 +250,7 @@ _TOOL = {"type": "function", "function": {
 
 # Templates disagree on an assistant tool-call message's content: DeepSeek needs it None, Qwen3 needs
 # the key, Phi raises on None. The probes try each shape.
-_CALL_CONTENTS = ({"content": None}, {"content": ""}, {})
+_CALL_CONTENTS: tuple[dict[str, Any], ...] = ({"content": None}, {"content": ""}, {})
 
 
 def _call_message(arguments: Any, content: dict, call_id: str = _CALL_ID) -> dict:
@@ -321,7 +321,7 @@ def _end_of_turn(template: ChatTemplate) -> tuple[str, ...]:
         return (eos,)
     first = _MARKER.match(tail)
     markers = (first.group(),) if first else ()
-    return markers + (eos,) if eos and eos in tail else markers
+    return (*markers, eos) if eos and eos in tail else markers
 
 
 def _generation_prompt(template: ChatTemplate) -> str:

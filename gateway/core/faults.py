@@ -39,6 +39,14 @@ class NotFound(Fault):
         self.code = code
 
 
+class Unsupported(Fault):
+    """The request is valid, but what it asks of this route is something its backend cannot do."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class UnknownModel(Fault):
     def __init__(self, model: str, known: list[str]) -> None:
         hint = f" Available models: {', '.join(known)}." if known else ""
@@ -62,6 +70,23 @@ class BackendBusy(Fault):
     def __init__(self, backend: str, why: str, retry_after: int) -> None:
         super().__init__(f"Backend '{backend}' is at its concurrency limit and {why}; retry shortly.")
         self.backend = backend
+        self.retry_after = retry_after
+
+
+class NoBackendAvailable(Fault):
+    """Every backend of a model is out (its circuit open) for now."""
+
+    def __init__(self, model: str, backends: list[str]) -> None:
+        super().__init__(f"No backend of the model '{model}' is available right now ({', '.join(backends)}: out "
+                         "after repeated failures); retry shortly.")
+        self.model = model
+
+
+class RateLimited(Fault):
+    """An API key used up its requests or tokens for this minute."""
+
+    def __init__(self, what: str, limit: int, retry_after: int) -> None:
+        super().__init__(f"Rate limit reached: {limit} {what} per minute for this API key. Retry in {retry_after}s.")
         self.retry_after = retry_after
 
 

@@ -6,7 +6,7 @@ Streaming and non-streaming responses both consume `run_chat`; they differ only 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
 
 import structlog
@@ -19,6 +19,7 @@ from .call_checks import CallChecker
 from .decoding import plan_decoding
 from .job import ChatJob
 from .prompt import build_prompt
+from .resume import open_generation
 from .routing import Route
 from .trace import RequestTrace
 
@@ -34,12 +35,17 @@ class Started:
 class Completed:
     finish_reason: str
     usage: Usage
+    # The stop string that ended the generation, when the backend names it.
+    stop_word: str | None = None
 
 
-PipelineEvent = Started | ParseEvent | Completed
+# Parser events come in lists: all the events of one backend read, so the edge can write them at once.
+PipelineEvent = Started | list[ParseEvent] | Completed
 
 
-async def run_chat(job: ChatJob, route: Route, trace: RequestTrace | None = None) -> AsyncIterator[PipelineEvent]:
+async def run_chat(
+    job: ChatJob, route: Route, trace: RequestTrace | None = None
+) -> AsyncGenerator[PipelineEvent, None]:
     trace = trace or RequestTrace("", "chat")
     upstream_model = route.upstream_for(job.model)
     template, tool_format = await route.template(upstream_model)
@@ -47,7 +53,7 @@ async def run_chat(job: ChatJob, route: Route, trace: RequestTrace | None = None
     prompt = build_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)
     conversation = job.conversation
     decoding = plan_decoding(
-        conversation, tool_format, route.backend.constraints, route.constrain, job.response_schema
+        conversation, tool_format, route.constraints, route.constrain, job.response_schema
     )
     request = GenerationRequest(
         prompt=prompt.prompt + decoding.prefill,
@@ -63,7 +69,7 @@ async def run_chat(job: ChatJob, route: Route, trace: RequestTrace | None = None
     )
     if trace.debug:
         log.info("prompt_rendered", request_id=trace.request_id, prompt=request.prompt, stop=request.stop)
-    backend = _TimedStream(route.backend.generate(request), trace)
+    backend = _TimedStream(open_generation(route, request, job.affinity, trace), trace)
     try:
         try:
             first = await backend.next()
@@ -72,10 +78,10 @@ async def run_chat(job: ChatJob, route: Route, trace: RequestTrace | None = None
                 raise
             # Some backends or schemas cannot take a constraint: never fail the request for it.
             log.warning("constraint_rejected", model=job.model, backend=route.backend.name, error=error.message)
-            decoding = plan_decoding(conversation, tool_format, route.backend.constraints, "off")
+            decoding = plan_decoding(conversation, tool_format, route.constraints, "off")
             request = replace(request, prompt=prompt.prompt + decoding.prefill, constraint=None)
             await backend.close()
-            backend = _TimedStream(route.backend.generate(request), trace)
+            backend = _TimedStream(open_generation(route, request, job.affinity, trace), trace)
             first = await backend.next()
         yield Started()
         parser = tool_format.new_parser(prompt.prompt, parse_calls=conversation.offers_tools, tools=conversation.tools)
@@ -83,20 +89,21 @@ async def run_chat(job: ChatJob, route: Route, trace: RequestTrace | None = None
             conversation.tools, route.validators, constrained=decoding.constraint is not None, one_call=decoding.one_call
         )
         # The prefill is text the model "wrote": it opens the call the model goes on with.
-        for event in checker.check(parser.feed(decoding.prefill)):
-            yield event
+        if events := checker.check(parser.feed(decoding.prefill)):
+            yield events
         raw: list[str] = []
         piece: BackendEvent | None = first
         while isinstance(piece, TextPiece):
             trace.mark_first_token()
             if trace.debug:
                 raw.append(piece.text)
-            for event in checker.check(parser.feed(piece.text)):
-                yield event
+            events = checker.check(parser.feed(piece.text))
+            if events or piece is first:  # the first, even empty: the stream's opening goes out now
+                yield events
             piece = await backend.next()
         assert isinstance(piece, Finish), "backends end every generation with a Finish"
-        for event in checker.check(parser.close()):
-            yield event
+        if events := checker.check(parser.close(cut=piece.reason == "length")):
+            yield events
     finally:
         await backend.close()
     trace.usage, trace.tool_calls, trace.malformed_calls = piece.usage, checker.calls, parser.failed_calls
@@ -105,7 +112,7 @@ async def run_chat(job: ChatJob, route: Route, trace: RequestTrace | None = None
     reason: str = piece.reason
     if reason == "stop" and checker.calls:
         reason = "tool_calls"
-    yield Completed(reason, piece.usage)
+    yield Completed(reason, piece.usage, piece.stop_word)
 
 
 class _TimedStream:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import orjson
 
@@ -172,7 +172,8 @@ class RedisStore:
             *_, count = await pipe.execute()
         if count > self._max_responses:
             # ZPOPMIN is atomic: when replicas evict at once, each evicted id is deleted by one of them.
-            evicted = await self._redis.zpopmin(self._index, count - self._max_responses)
+            popped = await self._redis.zpopmin(self._index, count - self._max_responses)
+            evicted = cast(list[tuple[bytes, float]], popped)
             keys = [key for member, _ in evicted for key in self._keys(member.decode())]
             if keys:
                 await self._redis.delete(*keys)

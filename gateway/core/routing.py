@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
-from adapters.backends import Backend, SamplingParams
+from adapters.backends import Backend, SamplingParams, TemplateInfo
+from adapters.backends.errors import BackendError
 from adapters.formats import ToolFormat
 from adapters.formats.auto import choose_format
 
@@ -18,6 +21,9 @@ from .chat_template import ChatTemplate, TemplateError, load_template_file
 from .decoding import ConstrainMode
 from .faults import TemplateBroken, UnknownModel
 from .limits import BackendLimiter
+
+if TYPE_CHECKING:
+    from .balancing import BackendPool, Router
 
 log = structlog.get_logger("toolwire.routing")
 
@@ -47,6 +53,9 @@ class Route:
     keep_alive: str | None = None
     constrain: ConstrainMode = "auto"
     validators: SchemaValidators = field(default_factory=SchemaValidators)
+    # Several backends for the model (balancing, retries, resume); `backend` is the first of them.
+    pool: BackendPool | None = None
+    fallbacks: tuple[str, ...] = ()  # other public models, when no backend can answer
     # Loaded templates (and the format each teaches) by upstream model: a glob route may serve
     # models with different templates.
     _templates: dict[str, tuple[ChatTemplate, ToolFormat]] = field(default_factory=dict)
@@ -79,7 +88,7 @@ class Route:
             )
             log.info("chat_template_loaded", model=self.name, source=str(self.template_source))
             return template
-        info = await self.backend.template_info(upstream_model)
+        info = await self._template_info(upstream_model)
         try:
             template = ChatTemplate(
                 info.chat_template or "",
@@ -93,6 +102,22 @@ class Route:
             "chat_template_loaded", model=self.name, upstream_model=upstream_model, source=info.source, bos=template.bos_token
         )
         return template
+
+    async def _template_info(self, upstream_model: str) -> TemplateInfo:
+        """From the first backend of the pool that can tell: one being down must not stop the route."""
+        members = self.pool.members if self.pool is not None else []
+        for member in members[:-1]:
+            try:
+                return await member.backend.template_info(member.upstream_model or upstream_model)
+            except BackendError as error:
+                log.warning("template_info_failed", model=self.name, backend=member.name, error=error.message)
+        if members:
+            return await members[-1].backend.template_info(members[-1].upstream_model or upstream_model)
+        return await self.backend.template_info(upstream_model)
+
+    @property
+    def constraints(self) -> frozenset[str]:
+        return self.pool.constraints if self.pool is not None else self.backend.constraints
 
     def upstream_for(self, requested: str) -> str:
         return self.upstream_model or requested
@@ -111,8 +136,10 @@ class RoutingTable:
         routes: list[Route],
         aliases: dict[str, str] | None = None,
         limiters: dict[str, BackendLimiter] | None = None,
+        router: Router | None = None,
     ) -> None:
         self._routes = {route.name: route for route in routes}
+        self.router = router
         self._limiters = limiters or {}
         self._exact = {route.name: route for route in routes if not is_glob(route.name)}
         for alias, target in (aliases or {}).items():
@@ -143,7 +170,7 @@ class RoutingTable:
     def route_for_name(self, name: str) -> Route:
         return self._exact.get(name) or self._routes[name]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Route]:
         return iter(self._routes.values())
 
     @property
@@ -151,4 +178,6 @@ class RoutingTable:
         unique: dict[int, Backend] = {}
         for route in self._routes.values():
             unique[id(route.backend)] = route.backend
+            for member in route.pool.members if route.pool is not None else ():
+                unique[id(member.backend)] = member.backend
         return list(unique.values())

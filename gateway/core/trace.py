@@ -25,6 +25,12 @@ class RequestTrace:
     tool_calls: int = 0
     malformed_calls: int = 0
     error_kind: str = ""
+    # Several backends per model: which were tried, in order; retries before the first byte,
+    # resumes after it; the fallback model that answered instead, if any.
+    backends_tried: list[str] = field(default_factory=list)
+    retries: int = 0
+    resumes: int = 0
+    fallback: str = ""
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started

@@ -6,7 +6,9 @@ from aiohttp import web
 
 from adapters.backends.managed import Fleet
 
+from ..core.rate_limits import KeyRateLimits
 from ..core.routing import RoutingTable
+from ..core.state import SharedState
 from ..core.trace import RequestTrace
 from .auth import ApiKey, KeyRing
 from .config import GatewayConfig
@@ -20,6 +22,8 @@ METRICS = web.AppKey("metrics", Metrics)
 KEY_RING = web.AppKey("key_ring", KeyRing)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 FLEET = web.AppKey("fleet", Fleet)  # the llama-servers toolwire launched
+SHARED_STATE = web.AppKey("shared_state", SharedState)
+RATE_LIMITS = web.AppKey("rate_limits", KeyRateLimits)
 
 TRACE = web.RequestKey("trace", RequestTrace)
 API_KEY = web.RequestKey("api_key", ApiKey)

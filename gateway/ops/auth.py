@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import hmac
 import os
 from collections.abc import Mapping
@@ -18,6 +19,13 @@ KEYS_ENV = "TOOLWIRE_API_KEYS"  # comma-separated keys that may use every model
 class ApiKey:
     secret: bytes
     models: tuple[str, ...]
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+    @property
+    def key_id(self) -> str:
+        """A name for the key in shared state that does not reveal it."""
+        return hashlib.sha256(self.secret).hexdigest()[:24]
 
     def allows(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
@@ -26,7 +34,10 @@ class ApiKey:
 class KeyRing:
     def __init__(self, config: AuthConfig, environ: Mapping[str, str] | None = None) -> None:
         environ = os.environ if environ is None else environ
-        keys = [ApiKey(item.key.encode(), item.models) for item in config.api_keys]
+        keys = [
+            ApiKey(item.key.encode(), item.models, item.requests_per_minute, item.tokens_per_minute)
+            for item in config.api_keys
+        ]
         keys += [ApiKey(k.strip().encode(), ("*",)) for k in environ.get(KEYS_ENV, "").split(",") if k.strip()]
         self._keys = tuple(keys)
 
@@ -34,15 +45,19 @@ class KeyRing:
     def enabled(self) -> bool:
         return bool(self._keys)
 
-    def authenticate(self, authorization: str | None) -> ApiKey:
-        """The key a request presents, or a 401. Every key is compared, so timing says nothing."""
-        presented = _bearer(authorization).encode()
+    def authenticate(self, authorization: str | None, api_key: str | None = None) -> ApiKey:
+        """The key a request presents (a bearer token or an `x-api-key` header), or a 401.
+        Every key is compared with every presented value, so timing says nothing."""
+        presented = [value.encode() for value in (_bearer(authorization), (api_key or "").strip()) if value]
         found: ApiKey | None = None
         for key in self._keys:
-            if hmac.compare_digest(key.secret, presented):
-                found = key
+            for value in presented:
+                if hmac.compare_digest(key.secret, value):
+                    found = key
         if found is None:
-            raise Unauthenticated("Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.")
+            raise Unauthenticated(
+                "Incorrect API key provided. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
+            )
         return found
 
 

@@ -108,6 +108,8 @@ class BackendConfig(_Section):
     api_key: str | None = None
     timeouts: TimeoutsConfig = TimeoutsConfig()
     max_connections: int = Field(default=_CONNECTION.max_connections, gt=0)
+    # The longest line a backend's stream may send (llama-server's last event echoes the prompt).
+    max_line_bytes: int = Field(default=_CONNECTION.max_line_bytes, gt=0)
     # Requests generating on this backend at once; more wait in a bounded queue, then get 429.
     max_concurrency: int = Field(default=16, gt=0)
     queue_size: int = Field(default=64, ge=0)
@@ -168,9 +170,24 @@ class SamplingDefaults(_Section):
     repeat_penalty: float | None = None
 
 
+class BackendRef(_Section):
+    """One of several backends serving a model: its name, its own name for the model, its weight."""
+
+    name: str = Field(min_length=1)
+    upstream_model: str | None = Field(default=None, min_length=1)  # default: the route's
+    weight: int = Field(default=1, gt=0)  # for `balance: weighted`
+
+
+BalanceStrategy = Literal["least_in_flight", "round_robin", "weighted", "lowest_latency", "affinity"]
+
+
 class ModelRoute(_Section):
     name: str = Field(min_length=1)  # the public model name clients send
-    backend: str
+    # One backend's name, or a list of backends (names or {name, upstream_model, weight}).
+    backend: str | tuple[BackendRef, ...]
+    balance: BalanceStrategy = "least_in_flight"
+    fallbacks: tuple[str, ...] = ()  # other public models, when every backend fails or the prompt is too long
+    resume: bool = True  # continue a stream on another backend when its backend fails mid-answer
     # The backend's name for the model; filled from `name` by _default_upstream. A glob route
     # without one sends whatever name the client asked for.
     upstream_model: str | None = Field(default=None, min_length=1)
@@ -186,6 +203,18 @@ class ModelRoute(_Section):
     # where the backend can; off = prefill only (for backends or schemas that cannot take it).
     constrain: ConstrainMode = "auto"
     keep_alive: str | None = None  # Ollama: how long the model stays loaded after a request ("5m", -1)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend_list(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @property
+    def backend_refs(self) -> tuple[BackendRef, ...]:
+        """Every backend of the route, one or many, in the order the file lists them."""
+        return (BackendRef(name=self.backend),) if isinstance(self.backend, str) else self.backend
 
     @field_validator("keep_alive", mode="before")
     @classmethod
@@ -246,6 +275,8 @@ class ResponsesConfig(_Section):
 class ApiKeyConfig(_Section):
     key: str = Field(min_length=1)
     models: tuple[str, ...] = ("*",)  # public model names (globs allowed) this key may use
+    requests_per_minute: int | None = Field(default=None, gt=0)  # beyond it: 429
+    tokens_per_minute: int | None = Field(default=None, gt=0)  # prompt + completion tokens
 
 
 class AuthConfig(_Section):
@@ -269,6 +300,33 @@ class LimitsConfig(_Section):
     max_loaded_models: int | None = Field(default=None, gt=0)  # launched servers at once; LRU idle one unloads
 
 
+class BreakerConfig(_Section):
+    failures: int = Field(default=3, gt=0)  # consecutive failures that take a backend out
+    cooldown: float = Field(default=10.0, gt=0)  # seconds out before one probe request is let through
+
+
+class RetryConfig(_Section):
+    attempts: int = Field(default=3, gt=0)  # backends tried per request before its first byte
+    backoff: float = Field(default=0.05, ge=0)  # seconds before the 2nd attempt, doubling after
+    max_backoff: float = Field(default=1.0, ge=0)
+
+
+class RouterConfig(_Section):
+    """Several backends per model: retries, circuit breaking, and state shared by replicas."""
+
+    # With a Redis URL, breaker state, per-key rate limits and the affinity map are shared by
+    # every gateway replica using it; without one they live in the process.
+    redis_url: str | None = None
+    breaker: BreakerConfig = BreakerConfig()
+    retry: RetryConfig = RetryConfig()
+    affinity_ttl: float = Field(default=3600.0, gt=0)  # seconds a session stays with its backend
+
+    @field_validator("redis_url")
+    @classmethod
+    def _empty_url_is_none(cls, url: str | None) -> str | None:
+        return url or None  # `${REDIS_URL:-}` unset means in-process state
+
+
 class CorsConfig(_Section):
     allow_origins: tuple[str, ...] = ()  # empty: no CORS headers at all
 
@@ -288,6 +346,7 @@ class GatewayConfig(_Section):
     log_level: LogLevel = "info"
     backends: tuple[BackendConfig, ...]
     models: tuple[ModelRoute, ...]
+    router: RouterConfig = RouterConfig()
 
     @field_validator("backends", "models")
     @classmethod
@@ -309,11 +368,18 @@ class GatewayConfig(_Section):
                     problems.append(f"models[{i}].aliases[{j}]: {alias!r} is already a model name or alias")
                 public.add(alias)
         defined = ", ".join(b.name for b in self.backends)
-        problems += [
-            f"models[{i}].backend: unknown backend {m.backend!r} (defined: {defined})"
-            for i, m in enumerate(self.models)
-            if m.backend not in {b.name for b in self.backends}
-        ]
+        for i, m in enumerate(self.models):
+            refs = m.backend_refs
+            for j, ref in enumerate(refs):
+                if ref.name not in {b.name for b in self.backends}:
+                    key = f"models[{i}].backend" + ("" if isinstance(m.backend, str) else f"[{j}].name")
+                    problems.append(f"{key}: unknown backend {ref.name!r} (defined: {defined})")
+            if not refs:
+                problems.append(f"models[{i}].backend: at least one backend is required")
+            problems += _duplicates(f"models[{i}].backend", [ref.name for ref in refs])
+            for j, fallback in enumerate(m.fallbacks):
+                if fallback not in public or is_glob(fallback) or fallback in (m.name, *m.aliases):
+                    problems.append(f"models[{i}].fallbacks[{j}]: {fallback!r} is not another model's name or alias")
         if problems:
             raise ValueError("\n".join(problems))
         return self

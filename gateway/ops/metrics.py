@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 from prometheus_client import (
     CollectorRegistry,
@@ -11,6 +13,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .metrics_shared import exposed_registry
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
@@ -42,10 +46,32 @@ class Metrics:
         self.backend_errors = Counter(
             "toolwire_backend_errors", "Backend faults by backend and kind.", ["backend", "kind"], registry=r
         )
-        self.streams = Gauge("toolwire_streams_in_flight", "Streamed responses being sent now.", registry=r)
-        self.queued = Gauge("toolwire_queued_requests", "Requests waiting for a backend slot.", ["backend"], registry=r)
+        # livesum: with several workers, the sum over the workers alive (ignored with one process).
+        self.streams = Gauge("toolwire_streams_in_flight", "Streamed responses being sent now.", registry=r,
+                             multiprocess_mode="livesum")
+        self.backend_state = Gauge(
+            "toolwire_backend_circuit_state", "Each backend's breaker: 0 closed, 1 half-open, 2 open.", ["backend"],
+            registry=r,
+        )
+        self.backend_in_flight = Gauge(
+            "toolwire_backend_in_flight", "Requests on each backend now (this replica).", ["backend"], registry=r
+        )
+        self.retries = Counter(
+            "toolwire_backend_retries", "Attempts retried on another backend before the first byte.", ["model"], registry=r
+        )
+        self.resumes = Counter(
+            "toolwire_stream_resumes", "Answers continued on another backend after theirs failed mid-answer.",
+            ["model", "backend"], registry=r,
+        )
+        self.fallbacks = Counter(
+            "toolwire_model_fallbacks", "Requests answered by a fallback model.", ["model", "fallback"], registry=r
+        )
+        # Run before each scrape, for gauges read from elsewhere (the breakers' shared state).
+        self.before_scrape: list[Callable[[], Awaitable[None]]] = []
 
     async def handler(self, request: web.Request) -> web.Response:
-        response = web.Response(body=generate_latest(self.registry))
+        for hook in self.before_scrape:
+            await hook()
+        response = web.Response(body=generate_latest(exposed_registry(self.registry)))
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return response

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from adapters.backends.errors import BackendError
 
-from ..api.errors import ApiError, api_error
+from ..api.errors import ApiError, api_error, error_shape
 from ..api.json_body import error_response
 from ..core.faults import Fault, ShuttingDown
 from ..core.trace import RequestTrace
@@ -24,7 +24,8 @@ _MAX_REQUEST_ID = 128
 
 
 def _api_route(path: str) -> str:
-    for prefix, name in (("/v1/chat/completions", "chat"), ("/v1/responses", "responses"), ("/v1/models", "models")):
+    for prefix, name in (("/v1/chat/completions", "chat"), ("/v1/responses", "responses"), ("/v1/messages", "messages"),
+                         ("/v1/models", "models")):
         if path.startswith(prefix):
             return name
     return path.strip("/").split("/")[0] or "root"
@@ -32,8 +33,8 @@ def _api_route(path: str) -> str:
 
 @web.middleware
 async def observe_and_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Gives the request an id and a trace, turns every failure into an OpenAI-shaped error,
-    and writes the access log line and the metrics when it ends."""
+    """Gives the request an id and a trace, turns every failure into an error in the shape of the
+    API the path speaks (OpenAI's, or Anthropic's for /v1/messages), and writes the access log line and the metrics when it ends."""
     request_id = (request.headers.get("X-Request-ID") or "")[:_MAX_REQUEST_ID] or "req_" + secrets.token_hex(12)
     config = request.app[CONFIG]
     trace = RequestTrace(request_id, _api_route(request.path), debug=config.debug.log_prompts)
@@ -41,21 +42,26 @@ async def observe_and_errors(request: web.Request, handler: Any) -> web.StreamRe
     try:
         response = await handler(request)
     except (ApiError, Fault) as error:
-        response = error_response(api_error(error))
+        response = _error(request, request_id, api_error(error))
     except BackendError as error:
         trace.error_kind = error.kind
-        response = error_response(api_error(error))
+        response = _error(request, request_id, api_error(error))
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        response = error_response(_http_exception(error))
+        response = _error(request, request_id, _http_exception(error))
     except Exception:
         log.exception("unhandled_error", path=request.path, request_id=request_id)
-        response = error_response(api_error(RuntimeError()))
+        response = _error(request, request_id, api_error(RuntimeError()))
     if not response.prepared:
         response.headers["X-Request-ID"] = request_id
     _record(request, response, trace)
     return response
+
+
+def _error(request: web.Request, request_id: str, failure: ApiError) -> web.Response:
+    shape = error_shape(request.path)
+    return error_response(failure, shape, request_id if shape == "anthropic" else None)
 
 
 def _record(request: web.Request, response: web.StreamResponse, trace: RequestTrace) -> None:
@@ -77,6 +83,12 @@ def _record(request: web.Request, response: web.StreamResponse, trace: RequestTr
         metrics.malformed_calls.labels(trace.tool_format).inc(trace.malformed_calls)
     if trace.error_kind:
         metrics.backend_errors.labels(trace.backend, trace.error_kind).inc()
+    if trace.retries:
+        metrics.retries.labels(trace.model).inc(trace.retries)
+    if trace.resumes:
+        metrics.resumes.labels(trace.model, trace.backend).inc(trace.resumes)
+    if trace.fallback:
+        metrics.fallbacks.labels(trace.model, trace.fallback).inc()
     log.info(
         "request",
         request_id=trace.request_id,
@@ -91,12 +103,16 @@ def _record(request: web.Request, response: web.StreamResponse, trace: RequestTr
         prompt_tokens=trace.usage.prompt_tokens if trace.usage else None,
         completion_tokens=trace.usage.completion_tokens if trace.usage else None,
         tool_calls=trace.tool_calls or None,
+        backends_tried=trace.backends_tried if len(trace.backends_tried) > 1 else None,
+        retries=trace.retries or None,
+        resumes=trace.resumes or None,
+        fallback=trace.fallback or None,
     )
 
 
 def _http_exception(error: web.HTTPException) -> ApiError:
     if error.status == 404:
-        return ApiError(404, "Unknown path. toolwire serves /v1/models, /v1/chat/completions and /v1/responses.", code="not_found")
+        return ApiError(404, "Unknown path. toolwire serves /v1/models, /v1/chat/completions, /v1/responses and /v1/messages.", code="not_found")
     if error.status == 405:
         return ApiError(405, f"Method not allowed: {error.reason}", code="method_not_allowed")
     if error.status == 413:
@@ -115,7 +131,8 @@ async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         headers |= {
             "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
-            "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Request-ID",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Request-ID, X-Api-Key, Anthropic-Version, "
+            "Anthropic-Beta, Anthropic-Dangerous-Direct-Browser-Access",
             "Access-Control-Max-Age": "600",
         }
         return web.Response(status=204, headers=headers)
@@ -144,7 +161,8 @@ async def drain_guard(request: web.Request, handler: Any) -> web.StreamResponse:
 async def require_key(request: web.Request, handler: Any) -> web.StreamResponse:
     keys = request.app[KEY_RING]
     if keys.enabled and not request.path.startswith(_OPEN_PATHS) and request.method != "OPTIONS":
-        request[API_KEY] = keys.authenticate(request.headers.get("Authorization"))
+        # Anthropic's clients send the key as `x-api-key`; OpenAI's as a bearer token.
+        request[API_KEY] = keys.authenticate(request.headers.get("Authorization"), request.headers.get("X-Api-Key"))
     return await handler(request)
 
 

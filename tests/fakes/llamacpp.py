@@ -99,7 +99,7 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
-from tests.fakes.server import LoopbackServer
+from tests.fakes.server import MAX_REQUEST_BYTES, LoopbackServer
 
 StopType = Literal["eos", "limit", "none"]
 # A reply worked out from the prompt text, as a model reads its context (e.g. answers from a tool result).
@@ -254,6 +254,7 @@ class Scripted:
     http_error: answer with this (status, JSON body) instead of generating (see ``error_body``).
     hang: accept the request and never answer.
     cut_after: close the connection after this many chunks, with no final chunk and no end of the chunked body.
+    stall_after: after this many chunks, fall silent (no pings either) until the client goes away.
     """
 
     chunks: list[str]
@@ -265,6 +266,7 @@ class Scripted:
     http_error: tuple[int, dict[str, Any]] | None = None
     hang: bool = False
     cut_after: int | None = None
+    stall_after: int | None = None
 
 
 class ApiError(Exception):
@@ -863,7 +865,8 @@ class FakeLlamaServer(LoopbackServer):
         build_info: str = "b0-fake",
         ping_every: float | None = 30.0,
         api_key: str | None = None,
-        default_reply: Scripted | str | None = "Hello from the fake llama-server.",
+        default_reply: Scripted | str | Reply | None = "Hello from the fake llama-server.",
+        token_delay: float = 0.0,
     ) -> None:
         self.chat_template = chat_template
         self.chat_template_tool_use = chat_template_tool_use
@@ -878,6 +881,7 @@ class FakeLlamaServer(LoopbackServer):
         self.ping_every = ping_every
         self.api_key = api_key
         self.default_reply = default_reply
+        self.token_delay = token_delay  # seconds before each token of a reply given as text
         self.loading = False
 
         self.requests: list[dict[str, Any]] = []
@@ -903,13 +907,13 @@ class FakeLlamaServer(LoopbackServer):
         return split_text(text, every=every, special=self.vocab.special)
 
     def _as_scripted(self, item: Scripted | str) -> Scripted:
-        return item if isinstance(item, Scripted) else Scripted(self.split(item))
+        return item if isinstance(item, Scripted) else Scripted(self.split(item), delay=self.token_delay)
 
     def _next_script(self, prompt_text: str) -> Scripted | None:
-        if self._queue:
-            item = self._queue.popleft()
-            return self._as_scripted(item(prompt_text)) if callable(item) else item
-        return None if self.default_reply is None else self._as_scripted(self.default_reply)
+        item = self._queue.popleft() if self._queue else self.default_reply
+        if item is None:
+            return None
+        return self._as_scripted(item(prompt_text)) if callable(item) else self._as_scripted(item)
 
     @property
     def prompts(self) -> list[Any]:
@@ -924,7 +928,7 @@ class FakeLlamaServer(LoopbackServer):
     # ---- lifecycle ------------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware])
+        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_REQUEST_BYTES)
         app.router.add_get("/health", self._health)
         app.router.add_get("/v1/health", self._health)
         app.router.add_get("/props", self._props)
@@ -1203,6 +1207,8 @@ class FakeLlamaServer(LoopbackServer):
                 raise _ScriptedError(script.error or error_object("Compute error.", "server_error"))
             if script.cut_after is not None and n_done >= script.cut_after:
                 raise _Disconnect("cut")
+            if script.stall_after is not None and n_done >= script.stall_after:
+                await self._sleep(request, float("inf"), None, 0)
             if script.delay > 0:
                 await self._sleep(request, script.delay, ping, slot.params.sse_ping_interval)
             await emit(slot.step(text, token_id, is_eog))

@@ -70,6 +70,7 @@ import hashlib
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -77,7 +78,10 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.llamacpp import split_text
-from tests.fakes.server import LoopbackServer
+from tests.fakes.server import MAX_REQUEST_BYTES, LoopbackServer
+
+# A reply worked out from the prompt text (a model that reads its context or continues a prefill).
+Reply = Callable[[str], "Scripted | str"]
 
 DoneReason = Literal["stop", "length"]
 
@@ -247,7 +251,8 @@ class FakeOllama(LoopbackServer):
         eog_tokens: set[str] | frozenset[str] = frozenset({"<eos>", "<end_of_turn>"}),
         default_num_ctx: int = 4096,
         version: str = "0.33.0",
-        default_reply: Scripted | str | None = "Hello from the fake Ollama.",
+        default_reply: Scripted | str | Reply | None = "Hello from the fake Ollama.",
+        token_delay: float = 0.0,
     ) -> None:
         self.models = {m.name: m for m in models or [FakeModel()]}
         self.specials = frozenset(special_tokens) | frozenset(eog_tokens)
@@ -255,32 +260,37 @@ class FakeOllama(LoopbackServer):
         self.default_num_ctx = default_num_ctx
         self.version = version
         self.default_reply = default_reply
+        self.token_delay = token_delay  # seconds before each token of a reply given as text
         self.requests: list[dict[str, Any]] = []
         self.generations: list[dict[str, Any]] = []
         self.shows: list[dict[str, Any]] = []
         super().__init__()
-        self._queue: deque[Scripted] = deque()
+        self._queue: deque[Scripted | Reply] = deque()
 
     # ---- scripting and lifecycle ----------------------------------------------------------------
 
-    def script(self, *items: Scripted | str) -> None:
-        """Queue replies, one per generation; a str is split into token-like pieces (``split_text``)."""
-        self._queue.extend(self._as_scripted(item) for item in items)
+    def script(self, *items: Scripted | str | Reply) -> None:
+        """Queue replies, one per generation; a str is split into token-like pieces (``split_text``).
+
+        A callable is called with the request's prompt when its turn comes (a model that reads its
+        context, or continues a prefilled answer: ``tests.fakes.model``)."""
+        self._queue.extend(item if callable(item) else self._as_scripted(item) for item in items)
 
     def split(self, text: str) -> list[str]:
         return split_text(text, special=self.specials)
 
     def _as_scripted(self, item: Scripted | str) -> Scripted:
-        return item if isinstance(item, Scripted) else Scripted(self.split(item))
+        return item if isinstance(item, Scripted) else Scripted(self.split(item), delay=self.token_delay)
 
-    def _next_script(self) -> Scripted | None:
-        if self._queue:
-            return self._queue.popleft()
-        return None if self.default_reply is None else self._as_scripted(self.default_reply)
+    def _next_script(self, prompt: str) -> Scripted | None:
+        item = self._queue.popleft() if self._queue else self.default_reply
+        if item is None:
+            return None
+        return self._as_scripted(item(prompt)) if callable(item) else self._as_scripted(item)
 
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._not_found])
+        app = web.Application(middlewares=[self._not_found], client_max_size=MAX_REQUEST_BYTES)
         app.router.add_get("/", self._root)
         app.router.add_get("/api/version", self._version)
         app.router.add_get("/api/tags", self._tags)
@@ -486,7 +496,7 @@ class FakeOllama(LoopbackServer):
             n_prompt, truncated = self._prompt_tokens(model, prompt, options)
         except _Failure as exc:
             return self._error(exc.status, exc.message)
-        script = self._next_script()
+        script = self._next_script(prompt)
         if script is None:
             return self._error(500, "fake ollama: no scripted reply left")
         self.generations.append({"model": model.name, "num_ctx": options["num_ctx"], "prompt_tokens": n_prompt,

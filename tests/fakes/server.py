@@ -10,6 +10,8 @@ from typing import Self
 from aiohttp import web
 
 _POLL_SECONDS = 0.01
+# The real servers take prompts of many megabytes; aiohttp's default body limit is 1 MiB.
+MAX_REQUEST_BYTES = 256 * 1024 * 1024
 
 
 class LoopbackServer:
@@ -33,12 +35,14 @@ class LoopbackServer:
 
         await asyncio.wait_for(_wait(), timeout)
 
-    async def start(self) -> str:
+    async def start(self, port: int = 0) -> str:
+        """Listen on 127.0.0.1 (a free port unless one is given, e.g. to come back where it was)."""
+        self._closing.clear()  # a fake may be stopped and started again (a backend coming back)
         self._runner = web.AppRunner(self.build_app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         await web.SockSite(self._runner, sock).start()
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         return self.url

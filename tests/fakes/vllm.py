@@ -74,7 +74,7 @@ import json
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -82,7 +82,10 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.llamacpp import _segments, _Vocab, split_text
-from tests.fakes.server import LoopbackServer
+from tests.fakes.server import MAX_REQUEST_BYTES, LoopbackServer
+
+# A reply worked out from the prompt text (a model that reads its context or continues a prefill).
+Reply = Callable[[str], "Scripted | str"]
 
 ScriptEnd = Literal["eos", "abort", "none"]
 
@@ -205,7 +208,11 @@ class _Generation:
             self.finish_reason = "length"
         if not stop_terminated or params.include_stop_str:
             new = server.printed(chunk, params.skip_special_tokens)
-            self.text += new
+            # Appended with the attribute let go first, so CPython grows the string in place: a long
+            # answer stays linear, as a model's output is.
+            text, self.text = self.text, ""
+            text += new
+            self.text = text
             self._check_stop_strings(len(new))
         if stop_terminated and server.eos_in_text and not params.skip_special_tokens:
             self.text += chunk  # the deviation: a server that prints its end token
@@ -258,7 +265,8 @@ class FakeVllmServer(LoopbackServer):
         prompt_tokens_details: bool = False,
         eos_in_text: bool = False,
         api_key: str | None = None,
-        default_reply: Scripted | str | None = "Hello from the fake vLLM.",
+        default_reply: Scripted | str | Reply | None = "Hello from the fake vLLM.",
+        token_delay: float = 0.0,
     ) -> None:
         self.model = model
         self.served_model_names = list(served_model_names) or [model]
@@ -270,30 +278,35 @@ class FakeVllmServer(LoopbackServer):
         self.eos_in_text = eos_in_text
         self.api_key = api_key
         self.default_reply = default_reply
+        self.token_delay = token_delay  # seconds before each token of a reply given as text
         self.dead = False
 
         self.requests: list[dict[str, Any]] = []
         self.tokenize_requests: list[dict[str, Any]] = []
         self.prompt_ids: list[list[int]] = []
         super().__init__()
-        self._queue: deque[Scripted] = deque()
+        self._queue: deque[Scripted | Reply] = deque()
 
     # ---- scripting ------------------------------------------------------------------------------
 
-    def script(self, *items: Scripted | str) -> None:
-        """Queue replies, one per completion request; a str is split into tokens (``split_text``)."""
-        self._queue.extend(self._as_scripted(item) for item in items)
+    def script(self, *items: Scripted | str | Reply) -> None:
+        """Queue replies, one per completion request; a str is split into tokens (``split_text``).
+
+        A callable is called with the request's prompt text when its turn comes (a model that reads
+        its context, or continues a prefilled answer: ``tests.fakes.model``)."""
+        self._queue.extend(item if callable(item) else self._as_scripted(item) for item in items)
 
     def split(self, text: str, *, every: int | None = None) -> list[str]:
         return split_text(text, every=every, special=self.vocab.special)
 
     def _as_scripted(self, item: Scripted | str) -> Scripted:
-        return item if isinstance(item, Scripted) else Scripted(self.split(item))
+        return item if isinstance(item, Scripted) else Scripted(self.split(item), delay=self.token_delay)
 
-    def _next_script(self) -> Scripted | None:
-        if self._queue:
-            return self._queue.popleft()
-        return None if self.default_reply is None else self._as_scripted(self.default_reply)
+    def _next_script(self, prompt_text: str) -> Scripted | None:
+        item = self._queue.popleft() if self._queue else self.default_reply
+        if item is None:
+            return None
+        return self._as_scripted(item(prompt_text)) if callable(item) else self._as_scripted(item)
 
     @property
     def pending(self) -> int:
@@ -311,7 +324,7 @@ class FakeVllmServer(LoopbackServer):
     # ---- lifecycle ------------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware])
+        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_REQUEST_BYTES)
         app.router.add_get("/health", self._health)
         app.router.add_get("/version", self._version)
         app.router.add_get("/v1/models", self._models)
@@ -478,7 +491,7 @@ class FakeVllmServer(LoopbackServer):
         self.requests.append(body)
         params = self._params(body)
         self.prompt_ids.append(params.prompt_ids)
-        script = self._next_script()
+        script = self._next_script(body["prompt"] if isinstance(body.get("prompt"), str) else "")
         if script is None:
             raise ApiError("fake vLLM: no scripted reply left", "InternalServerError", 500)
         if script.http_error is not None:

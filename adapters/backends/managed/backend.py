@@ -28,6 +28,10 @@ class ManagedLlamaCppBackend:
         async with self.supervisor.lease() as transport:
             return await transport.template_info(upstream_model)
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        async with self.supervisor.lease() as transport:
+            return await transport.count_tokens(request)
+
     async def health(self) -> bool:
         return await self.supervisor.healthy()
 

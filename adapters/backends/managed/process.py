@@ -108,10 +108,10 @@ class ServerProcess:
     async def wait_exit(self) -> int:
         return await asyncio.shield(self._exited)
 
-    async def wait_healthy(self, timeout: float) -> None:
-        """Until GET /health answers 200; LaunchFailed if the server exits or takes too long."""
+    async def wait_healthy(self, limit: float) -> None:
+        """Until GET /health answers 200; LaunchFailed if the server exits or takes over `limit` s."""
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
                     while True:
                         if await self._healthy(session):
@@ -122,7 +122,7 @@ class ServerProcess:
                             await self._pump  # every line it printed, for the message
                             raise LaunchFailed(f"llama-server exited with status {self.process.returncode}", self.log_tail)
         except TimeoutError:
-            raise LaunchFailed(f"llama-server did not answer /health within {timeout:g}s", self.log_tail) from None
+            raise LaunchFailed(f"llama-server did not answer /health within {limit:g}s", self.log_tail) from None
 
     async def _healthy(self, session: aiohttp.ClientSession) -> bool:
         try:
