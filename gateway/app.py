@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from adapters.backends import HttpSettings, SamplingParams, create_backend
+from adapters.backends import Backend, HttpSettings, SamplingParams, create_backend
+from adapters.backends.managed import Fleet, ManagedLlamaCppBackend
 from adapters.formats import format_names, get_format
 
 from .api.chat_handler import chat_completions
 from .api.debug_render import render_prompt
-from .api.health import PROBE, BackendProbe, live, ready
+from .api.health import PROBE, BackendProbe, live, models_status, ready
 from .api.messages_handler import add_messages_routes
 from .api.models_handler import list_models
 from .api.responses_handler import add_responses_routes
@@ -25,6 +26,7 @@ from .core.routing import TEMPLATE_FROM_BACKEND, Route, RoutingTable
 from .core.state import LocalState, SharedState
 from .ops.app_keys import (
     CONFIG,
+    FLEET,
     KEY_RING,
     LIFECYCLE,
     METRICS,
@@ -34,7 +36,8 @@ from .ops.app_keys import (
     STARTED_AT,
 )
 from .ops.auth import KeyRing
-from .ops.config import ConfigError, GatewayConfig
+from .ops.config import BackendConfig, ConfigError, GatewayConfig
+from .ops.fleet_metrics import FleetCollector
 from .ops.lifecycle import Lifecycle
 from .ops.metrics import Metrics
 from .ops.middleware import MIDDLEWARES
@@ -63,23 +66,29 @@ def check_config(config: GatewayConfig, source: str) -> None:
         raise ConfigError("\n".join(problems))
 
 
-def build_routing_table(config: GatewayConfig, state: SharedState | None = None) -> RoutingTable:
-    """Backends are created once and shared by every route that names them (one pool each)."""
-    backends = {
-        backend.name: create_backend(
-            backend.type,
-            backend.name,
-            HttpSettings(
-                base_url=backend.url,
-                api_key=backend.api_key,
-                connect_timeout=backend.timeouts.connect,
-                read_timeout=backend.timeouts.read,
-                max_connections=backend.max_connections,
-                max_line_bytes=backend.max_line_bytes,
-            ),
-        )
-        for backend in config.backends
-    }
+def _create_backend(backend: BackendConfig, fleet: Fleet | None) -> Backend:
+    settings = HttpSettings(
+        base_url=backend.url or "",  # a launched server's URL is known once it runs
+        api_key=backend.api_key,
+        connect_timeout=backend.timeouts.connect,
+        read_timeout=backend.timeouts.read,
+        max_connections=backend.max_connections,
+        max_line_bytes=backend.max_line_bytes,
+    )
+    spec = backend.launch_spec()
+    if spec is None:
+        return create_backend(backend.type, backend.name, settings)
+    if fleet is None:
+        raise ValueError(f"backend {backend.name!r} launches its server: building it needs the gateway's fleet")
+    return ManagedLlamaCppBackend(backend.name, fleet.supervisor(backend.name, spec, settings))
+
+
+def build_routing_table(
+    config: GatewayConfig, state: SharedState | None = None, fleet: Fleet | None = None
+) -> RoutingTable:
+    """Backends are created once and shared by every route that names them (one pool each);
+    launched ones get their supervisor from `fleet`, which owns their processes."""
+    backends = {backend.name: _create_backend(backend, fleet) for backend in config.backends}
     limiters = {
         backend.name: BackendLimiter(
             backend.name,
@@ -115,9 +124,11 @@ def build_routing_table(config: GatewayConfig, state: SharedState | None = None)
     return RoutingTable(routes, aliases, limiters, router)
 
 
-async def start_routing_table(config: GatewayConfig, state: SharedState | None = None) -> RoutingTable:
+async def start_routing_table(
+    config: GatewayConfig, state: SharedState | None = None, fleet: Fleet | None = None
+) -> RoutingTable:
     """A routing table with its file templates loaded: a broken one fails now, not on a request."""
-    table = build_routing_table(config, state)
+    table = build_routing_table(config, state, fleet)
     for route in table:
         if route.template_source != TEMPLATE_FROM_BACKEND:
             await route.template()
@@ -131,24 +142,29 @@ def create_app(config: GatewayConfig) -> web.Application:
     app[METRICS] = Metrics()
     app[KEY_RING] = KeyRing(config.auth)
     app[PROBE] = BackendProbe()
+    app[FLEET] = Fleet(config.limits.max_loaded_models)
+    app[METRICS].registry.register(FleetCollector(app[FLEET]))
 
     async def start_routes(app: web.Application) -> AsyncIterator[None]:
         # Backends hold connection pools and locks, which belong to the running event loop.
         app[LIFECYCLE] = Lifecycle()
         app[SHARED_STATE] = open_shared_state(config.router.redis_url)
         app[RATE_LIMITS] = KeyRateLimits(app[SHARED_STATE])
-        app[ROUTING_TABLE] = await start_routing_table(config, app[SHARED_STATE])
+        app[ROUTING_TABLE] = await start_routing_table(config, app[SHARED_STATE], app[FLEET])
         app[METRICS].before_scrape.append(lambda: record_backend_states(app[ROUTING_TABLE], app[METRICS]))
         log.info("routes_ready", models=app[ROUTING_TABLE].public_names())
+        app[FLEET].preload()
         yield
         for backend in app[ROUTING_TABLE].backends:
             await backend.close()
         await app[SHARED_STATE].close()
+        await app[FLEET].close()  # every llama-server toolwire started stops with it
 
     app.cleanup_ctx.append(start_routes)
     app.router.add_get("/health", live)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
+    app.router.add_get("/health/models", models_status)
     app.router.add_get("/metrics", app[METRICS].handler)
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/chat/completions", chat_completions)

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 
 from adapters.backends.errors import BackendError
+from adapters.backends.managed import Fleet
 from adapters.formats.learned import LearnedFormat
 
 from .app import build_routing_table
@@ -31,13 +32,15 @@ class Row:
 
 
 async def run_check(config: GatewayConfig, source: str) -> int:
-    table = build_routing_table(config)
+    fleet = Fleet(config.limits.max_loaded_models)  # launched servers start for the probe, then stop
+    table = build_routing_table(config, fleet=fleet)
     try:
         health = {backend.name: await backend.health() for backend in table.backends}
         rows = [await _check_route(route, health[route.backend.name]) for route in table]
     finally:
         for backend in table.backends:
             await backend.close()
+        await fleet.close()
     _print(rows, source)
     return 0 if all(row.ok for row in rows) else 1
 

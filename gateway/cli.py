@@ -12,6 +12,7 @@ from .check import run_check
 from .event_loop import LOOP_CHOICES, LoopUnavailable, loop_name, run
 from .ops.config import ConfigError, default_config_path, load_config
 from .ops.logging_setup import configure_logging
+from .ps import gateway_url, run_ps
 from .server import serve
 from .workers import supervise, worker_count
 
@@ -28,11 +29,16 @@ def _parser() -> argparse.ArgumentParser:
     serve_command.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # started by --workers
     check = commands.add_parser("check", help="validate the config and probe every backend and model")
     check.add_argument("--config", help="routing table YAML (default: $TOOLWIRE_CONFIG or config/toolwire.yaml)")
+    ps = commands.add_parser("ps", help="list the llama-servers a running gateway launched")
+    ps.add_argument("--config", help="the gateway's config, for its listen address (default as for serve)")
+    ps.add_argument("--url", help="the gateway's base URL instead, e.g. http://127.0.0.1:8000")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "ps" and args.url:
+        return run_ps(args.url)
     path = args.config or default_config_path()
     try:
         config = load_config(path)
@@ -42,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "check":
         return asyncio.run(run_check(config, str(path)))
+    if args.command == "ps":
+        return run_ps(gateway_url(config))
     configure_logging(config.log_level)
     host = args.host or config.listen.host
     port = args.port or config.listen.port

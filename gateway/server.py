@@ -16,8 +16,10 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from adapters.backends.managed import supervisors_of
+
 from .app import check_config, create_app, start_routing_table
-from .ops.app_keys import CONFIG, KEY_RING, LIFECYCLE, ROUTING_TABLE, SHARED_STATE
+from .ops.app_keys import CONFIG, FLEET, KEY_RING, LIFECYCLE, ROUTING_TABLE, SHARED_STATE
 from .ops.auth import KeyRing
 from .ops.config import ConfigError, GatewayConfig, load_config
 
@@ -66,7 +68,7 @@ async def reload_routes(app: web.Application, config_path: Path) -> None:
     try:
         config = load_config(config_path)
         check_config(config, str(config_path))
-        table = await start_routing_table(config, app[SHARED_STATE])
+        table = await start_routing_table(config, app[SHARED_STATE], app[FLEET])
     # Whatever breaks a reload (config, templates, backends), the old table keeps serving.
     except (ConfigError, Exception) as error:  # noqa: BLE001
         log.error("reload_rejected", path=str(config_path), error=str(error))
@@ -75,6 +77,8 @@ async def reload_routes(app: web.Application, config_path: Path) -> None:
     # One assignment each: a request sees either the old table or the new one, never a mix.
     app[ROUTING_TABLE] = table
     app[KEY_RING] = KeyRing(config.auth)
+    app[FLEET].max_loaded = config.limits.max_loaded_models
+    app[FLEET].preload()
     log.info("routes_reloaded", models=table.public_names())
     if app[CONFIG].listen != config.listen:
         log.warning("reload_ignores_listen", hint="restart to change listen.host / listen.port")
@@ -82,3 +86,5 @@ async def reload_routes(app: web.Application, config_path: Path) -> None:
     await asyncio.sleep(app[CONFIG].limits.shutdown_grace)
     for backend in old.backends:
         await backend.close()
+    # Launched servers whose backend the new table dropped or changed stop now; the rest run on.
+    await app[FLEET].prune(supervisors_of(app[ROUTING_TABLE].backends))

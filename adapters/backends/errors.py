@@ -42,3 +42,23 @@ class ContextLengthExceeded(BackendRejected):
 
 class TemplateUnavailable(BackendError):
     kind = "template_unavailable"
+
+
+class BackendLoadFailed(BackendError):
+    """A backend toolwire launches itself could not be started (or keeps dying): the model named
+    is not available now. `log_tail` holds the server's last log lines, for the error message."""
+
+    kind = "backend_load_failed"
+
+    def __init__(
+        self, backend: str, model: str, reason: str, *, log_tail: tuple[str, ...] = (), retry_after: float = 1.0
+    ) -> None:
+        tail = "\n".join(log_tail)
+        message = f"model '{model}' (backend '{backend}') failed to load: {reason}"
+        if tail:
+            message += f"\nlast lines of llama-server's log:\n{tail}"
+        super().__init__(backend, message)
+        self.model = model
+        self.reason = reason
+        self.log_tail = log_tail
+        self.retry_after = retry_after

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from adapters.backends.errors import (
     BackendError,
+    BackendLoadFailed,
     BackendProtocolError,
     BackendRejected,
     BackendTimeout,
@@ -168,6 +169,12 @@ def _from_fault(fault: faults.Fault) -> ApiError:
 
 def _from_backend_error(error: BackendError) -> ApiError:
     """One status per kind of backend fault."""
+    if isinstance(error, BackendLoadFailed):
+        # The model is not there now (it could not start, or keeps dying): try again later.
+        return ApiError(
+            UNAVAILABLE, error.message, code="model_load_failed",
+            headers={"Retry-After": str(max(1, round(error.retry_after)))},
+        )
     if isinstance(error, ContextLengthExceeded):
         return ApiError(INVALID_REQUEST, error.message, param="messages", code="context_length_exceeded")
     if isinstance(error, BackendRejected):

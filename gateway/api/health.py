@@ -2,19 +2,22 @@
 
 Ready means: the configuration is loaded, the gateway is not shutting down, and the backend of
 every routed model answers its health check. Backend probes are cached briefly so a busy probe
-endpoint does not hammer the backends.
+endpoint does not hammer the backends. A model whose llama-server toolwire launches counts as
+ready while it can load on demand; both endpoints show each such model's state, and
+`/health/models` lists them in full (what `toolwire ps` prints).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from aiohttp import web
 
 from adapters.backends import Backend
 
-from ..ops.app_keys import LIFECYCLE, ROUTING_TABLE
+from ..ops.app_keys import FLEET, LIFECYCLE, ROUTING_TABLE
 from .json_body import json_response
 
 _PROBE_TTL = 2.0  # seconds a backend's health answer is reused
@@ -60,6 +63,9 @@ async def ready(request: web.Request) -> web.Response:
         body["circuits"] = circuits
     if out:
         body["degraded"] = out
+    managed = {status.backend: status.state for status in request.app[FLEET].statuses()}
+    if managed:
+        body["models"] = managed
     if problems:
         body["problems"] = problems
     return json_response(body, status=503 if problems else 200)
@@ -69,3 +75,9 @@ def _why_out(reachable: bool, circuit: str) -> str:
     if circuit == "open":
         return "is out after repeated failures (circuit open)"
     return "" if reachable else "is not reachable"
+
+
+async def models_status(request: web.Request) -> web.Response:
+    """Every llama-server toolwire launched: state, port, PID, memory, idle time."""
+    statuses = request.app[FLEET].statuses()
+    return json_response({"models": [dataclasses.asdict(status) for status in statuses]})

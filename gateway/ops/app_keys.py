@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from adapters.backends.managed import Fleet
+
 from ..core.rate_limits import KeyRateLimits
 from ..core.routing import RoutingTable
 from ..core.state import SharedState
@@ -19,6 +21,7 @@ CONFIG = web.AppKey("config", GatewayConfig)
 METRICS = web.AppKey("metrics", Metrics)
 KEY_RING = web.AppKey("key_ring", KeyRing)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+FLEET = web.AppKey("fleet", Fleet)  # the llama-servers toolwire launched
 SHARED_STATE = web.AppKey("shared_state", SharedState)
 RATE_LIMITS = web.AppKey("rate_limits", KeyRateLimits)
 
