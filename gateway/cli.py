@@ -59,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, LoopUnavailable) as error:
         print(f"toolwire: {error}", file=sys.stderr)
         return 2
+    launched = [backend.name for backend in config.backends if backend.launch is not None]
+    if workers > 1 and launched:
+        # Each worker is a whole gateway: each would start (and load) its own llama-servers.
+        print(f"toolwire: --workers {workers} cannot serve backends toolwire launches itself "
+              f"({', '.join(launched)}): each worker would start its own llama-server. "
+              "Use one worker, or run llama-server separately and give the backend a `url:`.", file=sys.stderr)
+        return 2
     if workers > 1 and not args.worker:
         print(f"toolwire: serving {len(config.models)} model(s) on http://{host}:{port}/v1 with {workers} workers "
               f"({loop})", file=sys.stderr)

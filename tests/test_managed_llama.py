@@ -346,3 +346,40 @@ async def test_a_server_that_will_not_start_fails_with_its_log_and_backs_off() -
         assert supervisor.status().state == "failed" and supervisor.status().pid is None
     finally:
         await fleet.close()
+
+
+def test_workers_refuse_backends_toolwire_launches(tmp_path: Path) -> None:
+    config = tmp_path / "toolwire.yaml"
+    config.write_text(json.dumps({"backends": [{"name": "llama", "type": "llamacpp", "launch": LAUNCH}],
+                                  "models": [route("llama-model", "llama")]}))
+    done = subprocess.run([*TOOLWIRE, "serve", "--config", str(config), "--workers", "2"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--workers 2 cannot serve backends toolwire launches itself (llama)" in done.stderr
+
+
+async def test_a_port_taken_before_the_server_binds_it_is_replaced(tmp_path: Path) -> None:
+    # Between toolwire choosing a free port and llama-server binding it, another program may take
+    # it. A wrapper stands for that race: its first start fails exactly as llama-server does then.
+    from tests.support.real_llama import server_binary
+
+    marker = tmp_path / "failed-once"
+    wrapper = tmp_path / "llama-server"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ ! -e "{marker}" ]; then touch "{marker}"\n'
+        "  echo \"0.00.013.629 E srv         start: couldn't bind HTTP server socket, hostname: 127.0.0.1\"; exit 1\n"
+        "fi\n"
+        f'exec "{server_binary()}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    gateway = start_gateway(tmp_path, [{"name": "llama", "type": "llamacpp", "launch": {**LAUNCH, "binary": str(wrapper)}}],
+                            [route("llama-model", "llama")])
+    try:
+        async with AsyncOpenAI(base_url=gateway.v1, api_key="none", max_retries=0, timeout=240) as client:
+            answer = await client.chat.completions.create(model="llama-model", messages=HELLO, max_tokens=4)
+        assert answer.choices[0].finish_reason in ("stop", "length")
+        assert marker.exists() and gateway.models()["llama"]["state"] == "ready"
+        assert "llama_server_port_taken" in gateway.log()
+    finally:
+        stop_gateway(gateway)

