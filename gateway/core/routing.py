@@ -46,6 +46,7 @@ class Route:
     context_size: int | None = None
     keep_alive: str | None = None
     constrain: ConstrainMode = "auto"
+    repair: bool = True
     validators: SchemaValidators = field(default_factory=SchemaValidators)
     # Loaded templates (and the format each teaches) by upstream model: a glob route may serve
     # models with different templates.

@@ -24,6 +24,7 @@ class RequestTrace:
     usage: Usage | None = None
     tool_calls: int = 0
     malformed_calls: int = 0
+    repaired_calls: int = 0
     error_kind: str = ""
 
     def elapsed(self) -> float:
