@@ -118,6 +118,7 @@ def build_routing_table(
                 context_size=model.context_size,
                 keep_alive=model.keep_alive,
                 constrain=model.constrain,
+                repair=model.repair,
             )
         )
     aliases = {alias: model.name for model in config.models for alias in model.aliases}

@@ -8,7 +8,9 @@ import json
 import pytest
 from openai import APIError, AsyncOpenAI, LengthFinishReasonError
 
+from tests.conftest import fake_routes
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text
+from tests.support.gateway import make_config, running_gateway
 
 HERMES_MODEL = "qwen2.5-7b-instruct"
 DEFAULT_MODEL = "gemma-3"
@@ -136,14 +138,32 @@ async def test_markers_split_at_every_position(client: AsyncOpenAI, fake_llama: 
             assert summary(message) == ("Sure.", [("get_time", {})]), f"split at {cut}"
 
 
-async def test_malformed_after_name_in_stream_ends_with_error(client: AsyncOpenAI, fake_llama: FakeLlamaServer) -> None:
-    output = hermes_call("get_weather", '{"city": "Paris",}')
+async def test_malformed_after_name_is_repaired(client: AsyncOpenAI, fake_llama: FakeLlamaServer) -> None:
+    """By default a call broken after its name ends with valid JSON: a finished turn, stream and not."""
+    output = "Checking.\n" + hermes_call("get_weather", '{"city": "Paris",}') + "\nDone."
     fake_llama.script(Scripted(split_text(output)), Scripted(split_text(output)))
     whole = await ask(client)
-    assert whole.choices[0].message.tool_calls is None
-    assert whole.choices[0].message.content == output
-    with pytest.raises(APIError, match="broke off"):
-        await ask_streamed(client)
+    _, streamed = await ask_streamed(client)
+    for response in (whole, streamed):
+        message = response.choices[0].message
+        [call] = message.tool_calls or []
+        assert call.function.name == "get_weather" and json.loads(call.function.arguments)["city"] == "Paris"
+        assert message.content == "Checking.\n\nDone."  # the broken block is not content
+        assert response.choices[0].finish_reason == "tool_calls"
+    assert streamed.choices[0].message.tool_calls[0].function.arguments == whole.choices[0].message.tool_calls[0].function.arguments
+
+
+async def test_malformed_after_name_without_repair_ends_with_error(fake_llama: FakeLlamaServer) -> None:
+    backends, models = fake_routes(fake_llama.url)
+    models = [{**model, "repair": False} for model in models]
+    async with running_gateway(make_config(backends, models)) as url, AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as client:
+        output = hermes_call("get_weather", '{"city": "Paris",}')
+        fake_llama.script(Scripted(split_text(output)), Scripted(split_text(output)))
+        whole = await ask(client)
+        assert whole.choices[0].message.tool_calls is None
+        assert whole.choices[0].message.content == output
+        with pytest.raises(APIError, match="broke off"):
+            await ask_streamed(client)
 
 
 async def test_max_tokens_cut_inside_a_call_keeps_the_call_as_written(client: AsyncOpenAI, fake_llama: FakeLlamaServer) -> None:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import pytest
 from openai import AsyncOpenAI
 
@@ -27,7 +28,13 @@ from adapters.formats.events import (
     ToolCallFailed,
     ToolCallStart,
 )
+from gateway.core.repair import CallRepair, json_completion
+from tests.conftest import GEMMA3, QWEN25
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text
+from tests.fakes.ollama import FakeModel, FakeOllama
+from tests.fakes.ollama import Scripted as OllamaScript
+from tests.fakes.vllm import FakeVllmServer
+from tests.fakes.vllm import Scripted as VllmScript
 from tests.support.gateway import TEMPLATES, make_config, running_gateway
 from tests.support.responses import check_order, post, stream
 from tests.test_chat_template import SPECIAL_TOKENS
@@ -274,6 +281,7 @@ def test_python_recipient_without_a_python_tool_is_not_a_call() -> None:
 
 # -- through the gateway, streamed and not ---------------------------------------------------------
 
+ASK_WEATHER: Any = [{"role": "user", "content": "Weather in Paris?"}]
 EOG = ("</s>", "[EOS]", "<|eot_id|>", "<|end_of_text|>", "<|im_end|>", "<｜end▁of▁sentence｜>", "<|return|>")
 WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "description": "Current weather",
                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
@@ -379,3 +387,103 @@ async def test_model_written_ids_come_back_into_the_history(sdk: AsyncOpenAI, fa
     assert second.choices[0].message.content == "Sunny."
     prompt = fake_plain.requests[-1]["prompt"]
     assert prompt.count(call_id) >= 1 and "sunny, 21C" in prompt
+
+
+# -- never fail a turn: a call broken after its name is ended with valid JSON ------------------------
+
+# format -> a call that breaks after its name (a stray comma, a missing value, a wandering model)
+BROKEN = {
+    "hermes": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris",}}\n</tool_call>',
+    "default": '[TOOL_REQUEST]{"name": "get_weather", "arguments": {"city": "Par\\x"}}[END_TOOL_REQUEST]',
+    "mistral": '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris" "days": 3}',
+    "qwen3_coder": "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<oops>\n</tool_call>",
+    "gemma4": '<|tool_call>call:get_weather{city:<|"|>Paris<|"|> days}<tool_call|>',
+    "pythonic": '[get_weather(city="Paris", 3 4)]',
+    "kimi_k2": ("<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>"
+                '{"city": "Paris", }<|tool_call_end|><|tool_calls_section_end|>'),
+}
+
+
+def repaired(format_name: str, chunks: list[str]) -> tuple[str, list[tuple[str, str]], int]:
+    parser = get_format(format_name).new_parser(tools=TOOLS, repairing=True)
+    repair = CallRepair(enabled=True, format_name=format_name)
+    events: list[ParseEvent] = []
+    for chunk in chunks:
+        events += repair.check(parser.feed(chunk))
+    events += repair.check(parser.close())
+    assert not any(isinstance(e, ToolCallFailed) for e in events), "no call fails"
+    calls, _ = _cut_outcome(events)  # checks that the fragments add up to each call's arguments
+    return "".join(e.text for e in events if isinstance(e, TextDelta)), [(n, a) for n, a, _ in calls], repair.repaired
+
+
+@pytest.mark.parametrize("format_name", list(BROKEN))
+def test_a_broken_call_is_ended_with_valid_json_at_every_split(format_name: str) -> None:
+    text = BROKEN[format_name] + "\nAnything else?"
+    for chunks in ([text], list(text), *([text[:cut], text[cut:]] for cut in range(1, len(text)))):
+        content, calls, count = repaired(format_name, chunks)
+        [(name, arguments)] = calls
+        assert name == "get_weather" and isinstance(json.loads(arguments), dict), arguments
+        assert count == 1
+        assert content in ("Anything else?", "\nAnything else?".lstrip()), content
+
+
+def test_json_completion_keeps_the_prefix() -> None:
+    for prefix, whole in [('{"a": "x', '{"a": "x"}'), ('{"a": [1, {"b": tr', '{"a": [1, {"b": true}]}'), ('{"a"', '{"a": null}'),
+                          ('{"a": "\\u00', '{"a": "\\u0000"}'), ('{"a": 1}', '{"a": 1}')]:  # fmt: skip
+        suffix = json_completion(prefix)
+        assert suffix is not None and prefix + suffix == whole
+    assert json_completion('{"a": 1}}') is None and json_completion("[1") is None
+
+
+async def test_repair_on_three_backends_counted_in_metrics(fake_llama: FakeLlamaServer) -> None:
+    broken = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris",}}\n</tool_call>'
+    broken_default = '[TOOL_REQUEST]{"name": "get_weather", "arguments": {"city": "Paris" x}}[END_TOOL_REQUEST]'
+    async with (
+        FakeVllmServer(model="Qwen/Qwen2.5-7B-Instruct", eos_token="<|im_end|>", max_model_len=32768) as vllm,
+        FakeOllama(models=[FakeModel(name="gemma3:270m", context_length=32768)]) as ollama,
+    ):
+        backends = [{"name": "llama", "type": "llamacpp", "url": fake_llama.url},
+                    {"name": "vllm", "type": "vllm", "url": vllm.url},
+                    {"name": "ollama", "type": "ollama", "url": ollama.url}]  # fmt: skip
+        models = [
+            {"name": "on-llama", "backend": "llama", "tool_format": "hermes", "chat_template": str(QWEN25)},
+            {"name": "on-vllm", "backend": "vllm", "upstream_model": "Qwen/Qwen2.5-7B-Instruct", "tool_format": "hermes",
+             "chat_template": str(QWEN25)},
+            {"name": "on-ollama", "backend": "ollama", "upstream_model": "gemma3:270m", "tool_format": "default",
+             "chat_template": str(GEMMA3), "bos_token": "<bos>", "eos_token": "<eos>"},
+        ]  # fmt: skip
+        scripts = {
+            "on-llama": lambda: fake_llama.script(Scripted(split_text(broken))),
+            "on-vllm": lambda: vllm.script(VllmScript(split_text(broken))),
+            "on-ollama": lambda: ollama.script(OllamaScript(split_text(broken_default))),
+        }
+        async with running_gateway(make_config(backends, models)) as url:
+            async with AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as client:
+                for model, script in scripts.items():
+                    script()
+                    whole = await client.chat.completions.create(model=model, messages=ASK_WEATHER, tools=[WEATHER_TOOL])
+                    script()
+                    streamed = await _streamed(client, model=model, messages=ASK_WEATHER, tools=[WEATHER_TOOL])
+                    [call] = whole.choices[0].message.tool_calls or []
+                    assert json.loads(call.function.arguments)["city"] == "Paris", model
+                    assert whole.choices[0].finish_reason == streamed[2] == "tool_calls"
+                    assert [c[1:] for c in streamed[1]] == [(call.function.name, call.function.arguments)]
+            async with aiohttp.ClientSession() as session, session.get(url.removesuffix("/v1") + "/metrics") as reply:
+                metrics = await reply.text()
+        assert 'toolwire_repaired_tool_calls_total{format="hermes"} 4.0' in metrics
+        assert 'toolwire_repaired_tool_calls_total{format="default"} 2.0' in metrics
+
+
+async def test_a_call_left_unfinished_at_the_end_is_repaired(client: AsyncOpenAI, fake_llama: FakeLlamaServer) -> None:
+    """The model stops (EOS, not the token limit) inside a call: a finished call, not an error event."""
+    output = 'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par'
+    pieces = split_text(output)
+    fake_llama.script(Scripted(pieces), Scripted(pieces))
+    tools: Any = [WEATHER_TOOL]
+    whole = await client.chat.completions.create(model="qwen2.5-7b-instruct", messages=ASK_WEATHER, tools=tools)
+    streamed = await _streamed(client, model="qwen2.5-7b-instruct", messages=ASK_WEATHER, tools=tools)
+    [call] = whole.choices[0].message.tool_calls or []
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Par"})
+    assert (whole.choices[0].message.content, whole.choices[0].finish_reason) == ("Let me check.", "tool_calls")
+    assert (streamed[0], [c[1:] for c in streamed[1]], streamed[2]) == (
+        "Let me check.", [("get_weather", call.function.arguments)], "tool_calls")  # fmt: skip

@@ -118,7 +118,29 @@ async def test_max_output_tokens_cut_is_incomplete(gateway_url: str, fake_llama:
     assert final["status"] == "incomplete" and summary(final["output"]) == summary(whole["output"])
 
 
-async def test_broken_call_is_text_or_a_failed_stream(gateway_url: str, fake_llama: FakeLlamaServer) -> None:
+async def test_broken_call_is_repaired(gateway_url: str, fake_llama: FakeLlamaServer) -> None:
+    broken = "Checking.\n" + hermes_call("get_weather", '{"city": "Paris",}')
+    script(fake_llama, broken, times=2)
+    status, whole = await post(gateway_url, ASK)
+    assert status == 200 and whole["status"] == "completed"
+    assert_valid("Response", whole)
+    [message, call] = whole["output"]
+    assert (message["type"], message["content"][0]["text"]) == ("message", "Checking.")
+    assert call["type"] == "function_call" and json.loads(call["arguments"])["city"] == "Paris"
+    events = await stream(gateway_url, ASK)
+    final = check_order(events)
+    assert events[-1]["type"] == "response.completed"
+    assert summary(final["output"]) == summary(whole["output"])
+
+
+async def test_broken_call_without_repair_is_text_or_a_failed_stream(fake_llama: FakeLlamaServer, store_path: Path) -> None:
+    config = gateway_config(fake_llama, store_path)
+    config = config.model_copy(update={"models": [m.model_copy(update={"repair": False}) for m in config.models]})
+    async with running_gateway(config) as gateway_url:
+        await _broken_call_is_text_or_a_failed_stream(gateway_url, fake_llama)
+
+
+async def _broken_call_is_text_or_a_failed_stream(gateway_url: str, fake_llama: FakeLlamaServer) -> None:
     broken = "Checking.\n" + hermes_call("get_weather", '{"city": "Paris",}')
     script(fake_llama, broken, times=2)
     status, whole = await post(gateway_url, ASK)

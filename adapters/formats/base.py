@@ -70,10 +70,10 @@ class ToolFormat:
         return "call_" + random_id(24)
 
     def new_parser(
-        self, prompt: str = "", *, parse_calls: bool = True, tools: tuple[ToolSpec, ...] = ()
+        self, prompt: str = "", *, parse_calls: bool = True, tools: tuple[ToolSpec, ...] = (), repairing: bool = False
     ) -> StreamParser:
         """A parser for one reply; a prompt that ends inside reasoning (a forced-open `<think>`)
-        starts it in reasoning."""
+        starts it in reasoning. `repairing`: broken calls will be repaired, not shown as text."""
         reasoning = self.syntax.reasoning
         starts_in_reasoning = bool(reasoning) and prompt.rstrip().endswith(reasoning[0])  # type: ignore[index]
         return StreamParser(
@@ -82,6 +82,7 @@ class ToolFormat:
             starts_in_reasoning=starts_in_reasoning,
             parse_calls=parse_calls,
             tools=tools,
+            repairing=repairing,
         )
 
     @property

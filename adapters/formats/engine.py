@@ -41,6 +41,7 @@ class _Mode(IntEnum):
     BODY = 1
     AFTER_BODY = 2
     REASONING = 3
+    SKIP = 4  # the rest of a broken call's block, up to its close marker
 
 
 class StreamParser:
@@ -54,8 +55,12 @@ class StreamParser:
         starts_in_reasoning: bool = False,
         parse_calls: bool = True,
         tools: tuple[ToolSpec, ...] = (),
+        repairing: bool = False,
     ) -> None:
         self._syntax = syntax
+        # A call that breaks after it was announced will be repaired, not shown as text: the rest
+        # of its block is dropped up to the block's close marker.
+        self._repairing = repairing
         self._tools = tools
         self._reasoning_open, self._reasoning_close = syntax.reasoning or ("", "")
         # Without tools on offer, call syntax is just text; reasoning is still split off.
@@ -71,6 +76,7 @@ class StreamParser:
         self._fence_open = False  # a fence opened around calls: its closer is dropped too
         self._fence_head = ""  # that fence's opener, given back with a call that fails
         self._space_before_body = ""
+        self._skip_to = "\n"
         self._indexer = CallIndexer(new_call_id)
         self._events: list[ParseEvent] = []
         self._mode = _Mode.REASONING if starts_in_reasoning and self._reasoning_close else _Mode.TEXT
@@ -133,6 +139,8 @@ class StreamParser:
                 text = self._consume_body(text)
             elif self._mode == _Mode.AFTER_BODY:
                 text = self._consume_after_body(text)
+            elif self._mode == _Mode.SKIP:
+                text = self._consume_skip(text)
             else:
                 text = self._consume_reasoning(text)
 
@@ -213,6 +221,9 @@ class StreamParser:
         self._fence_head = ""
         syntax = next((block for block in self._blocks if prefix in block.open_markers), self._syntax)
         self._block = syntax
+        # Where a broken call's block ends: its close marker; with none, or for a body that opened
+        # with no marker of its own (a bare or fenced call), the end of its line.
+        self._skip_to = (syntax.close_marker if prefix in syntax.open_markers else "") or "\n"
         if syntax.json_objects:
             self._scanner = JsonCallScanner(
                 self._indexer,
@@ -282,6 +293,16 @@ class StreamParser:
             elif isinstance(event, ToolCallEnd):
                 self._open_arguments = []
 
+    def _consume_skip(self, text: str) -> str:
+        close = self._skip_to
+        position = text.find(close)
+        if position < 0:
+            keep = partial_marker_length(text, (close,))
+            self._carry = text[len(text) - keep :]
+            return ""
+        self._mode = _Mode.TEXT
+        return text[position + len(close) :]
+
     def _abandon_body(self, reason: str) -> None:
         """The body is not a well-formed call: give its text back as content."""
         assert self._scanner is not None
@@ -294,7 +315,11 @@ class StreamParser:
         self._scanner = None
         self._mode = _Mode.TEXT
         self.failed_calls += 1
-        if announced is not None:
+        if announced is not None and self._repairing:
+            # The call will be repaired: its text is not content, and the rest of its block goes too.
+            self._events.append(ToolCallFailed(announced, raw, reason))
+            self._mode = _Mode.SKIP
+        elif announced is not None:
             # The raw text takes the call's place in the content, after the space before it.
             lead = self._pending_space if self._content_started else ""
             self._pending_space = ""

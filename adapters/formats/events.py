@@ -47,6 +47,8 @@ class ToolCallEnd:
     index: int
     arguments: str
     truncated: bool = False
+    # The model broke the call after naming it; `arguments` is what it wrote, completed to valid JSON.
+    repaired: bool = False
 
 
 @dataclass(slots=True)

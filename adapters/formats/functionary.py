@@ -42,9 +42,9 @@ class FunctionaryV32Format(ToolFormat):
         return f"{tool_name}\n" if tool_name else ""
 
     def new_parser(
-        self, prompt: str = "", *, parse_calls: bool = True, tools: tuple[ToolSpec, ...] = ()
+        self, prompt: str = "", *, parse_calls: bool = True, tools: tuple[ToolSpec, ...] = (), repairing: bool = False
     ) -> StreamParser:
-        return StreamParser(self.syntax if parse_calls else _TEXT_ONLY, self.new_call_id, tools=tools)
+        return StreamParser(self.syntax if parse_calls else _TEXT_ONLY, self.new_call_id, tools=tools, repairing=repairing)
 
     def write_call(self, call: ToolCall) -> str:
         return f"{self.syntax.open_markers[0]}{call.name}\n{orjson.dumps(arguments_object(call.arguments)).decode()}"

@@ -150,7 +150,7 @@ class JsonCallScanner:
                     self._expect = self._after_string
                     problem = self._end_string()
                     if problem:
-                        return self._fail(stop, problem)
+                        return self._fail(stop, problem, text, args_from)
                     if self._in_arguments and len(self._stack) < self._arguments_depth():
                         # A string was the whole arguments value.
                         args_from = self._close_arguments(text, args_from, i)
@@ -173,14 +173,14 @@ class JsonCallScanner:
                 elif char in _SIMPLE_ESCAPES:
                     self._expect = _Expect.STRING
                 else:
-                    return self._fail(i, f"invalid escape '\\{char}'")
+                    return self._fail(i, f"invalid escape '\\{char}'", text, args_from)
                 if self._capture is not None:
                     self._capture.append(char)
                 i += 1
                 continue
             if expect == _Expect.UNICODE:
                 if char not in _HEX:
-                    return self._fail(i, "invalid \\u escape")
+                    return self._fail(i, "invalid \\u escape", text, args_from)
                 if self._capture is not None:
                     self._capture.append(char)
                 self._unicode_left -= 1
@@ -198,7 +198,7 @@ class JsonCallScanner:
                 token = "".join(self._scalar)
                 self._scalar.clear()
                 if not _VALID_SCALAR.fullmatch(token):
-                    return self._fail(end, f"invalid JSON value {token!r}")
+                    return self._fail(end, f"invalid JSON value {token!r}", text, args_from, valid_to=end - len(token))
                 self._expect = _Expect.COMMA_OR_CLOSE
                 i = end
                 if self._call is not None and self._in_arguments and len(self._stack) < self._arguments_depth():
@@ -221,20 +221,20 @@ class JsonCallScanner:
                     continue
                 problem = self._check_value_start(char)
                 if problem:
-                    return self._fail(i, problem)
+                    return self._fail(i, problem, text, args_from)
                 if self._call is not None and not self._in_arguments and len(self._stack) == self._call_depth:
                     # A value of the call object: the name, the arguments or something ignored.
                     if self._key in self._argument_keys:
                         self._in_arguments = True
                         if char not in '{"n':
-                            return self._fail(i, "arguments must be an object")
+                            return self._fail(i, "arguments must be an object", text, args_from)
                         self._call.arguments_kind = char
                         args_from = i if char != '"' else -1
                         if char == '"':
                             self._begin_capture("arguments")
                     elif self._key in self._name_keys:
                         if char != '"':
-                            return self._fail(i, "the call's name must be a string")
+                            return self._fail(i, "the call's name must be a string", text, args_from)
                         self._begin_capture("name")
                     elif self._key in self._id_keys and char == '"':
                         self._begin_capture("id")
@@ -264,7 +264,7 @@ class JsonCallScanner:
                     args_from = closed
                     continue
                 if char != '"':
-                    return self._fail(i, "expected a quoted key")
+                    return self._fail(i, "expected a quoted key", text, args_from)
                 self._expect = _Expect.STRING
                 self._after_string = _Expect.COLON
                 if self._call is not None and not self._in_arguments and len(self._stack) == self._call_depth:
@@ -273,7 +273,7 @@ class JsonCallScanner:
                 continue
             if expect == _Expect.COLON:
                 if char != ":":
-                    return self._fail(i, "expected ':' after a key")
+                    return self._fail(i, "expected ':' after a key", text, args_from)
                 self._expect = _Expect.VALUE
                 i += 1
                 continue
@@ -289,7 +289,7 @@ class JsonCallScanner:
                     return closed
                 args_from = closed
                 continue
-            return self._fail(i, f"unexpected {char!r}")
+            return self._fail(i, f"unexpected {char!r}", text, args_from)
         if args_from >= 0 and args_from < i:
             self._emit_arguments(text[args_from:i])
         if self._expect == _Expect.DONE:
@@ -425,7 +425,14 @@ class JsonCallScanner:
         self._call = None
         return ""
 
-    def _fail(self, position: int, reason: str) -> ScanResult:
+    def _fail(
+        self, position: int, reason: str, text: str = "", args_from: int = -1, valid_to: int | None = None
+    ) -> ScanResult:
+        valid_to = position if valid_to is None else valid_to
+        if 0 <= args_from < valid_to:
+            # The arguments read in this chunk before the fault were valid: send them (without a
+            # dangling comma), so a repair can keep them. Without repair the call is dropped anyway.
+            self._emit_arguments(text[args_from:valid_to].rstrip().removesuffix(",").rstrip())
         # Nothing more of a failed call is sent: the caller turns its raw text into content.
         return ScanResult(ScanStatus.FAILED, position, reason)
 

@@ -139,6 +139,7 @@ class PythonicScanner:
                     self._on_char(text[i])
                     i += 1
         except Malformed as error:
+            self._flush()  # the JSON written so far is a valid start of the call's arguments
             return ScanResult(ScanStatus.FAILED, i, str(error))
         self._flush()
         return ScanResult(ScanStatus.DONE if self._done else ScanStatus.MORE, i)

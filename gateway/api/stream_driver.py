@@ -183,9 +183,15 @@ async def _pump(
         async with asyncio.timeout_at(deadline):
             while not isinstance(event, Completed):
                 if isinstance(event, list):
-                    data = b"".join([encoder.event(parsed) for parsed in event])
-                    if pending:
-                        data, pending = pending + data, b""
+                    encoded = [pending]
+                    try:
+                        for parsed in event:
+                            encoded.append(encoder.event(parsed))
+                    except Exception:
+                        # What was encoded before the fault (sequence numbers taken) goes out before its error.
+                        pending = b"".join(encoded)
+                        raise
+                    data, pending = b"".join(encoded), b""
                     if data:
                         await response.write(data)
                 event = await anext(events)

@@ -77,11 +77,12 @@ class CallChecker:
                 elif isinstance(event, ToolCallEnd):
                     self.calls += 1
                     if not event.truncated:  # a cut call is unfinished by design: nothing to check
-                        self._validate(self._names.get(event.index, ""), event.arguments)
+                        # A repaired call is checked and logged, never rejected: the slip was the model's.
+                        self._validate(self._names.get(event.index, ""), event.arguments, reject=not event.repaired)
             kept.append(event)
         return kept
 
-    def _validate(self, name: str, arguments: str) -> None:
+    def _validate(self, name: str, arguments: str, *, reject: bool = True) -> None:
         tool = self._tools.get(name)
         if tool is None:
             log.info("call_to_unknown_tool", name=name)  # returned as is: the client decides
@@ -93,7 +94,7 @@ class CallChecker:
         if not problems:
             return
         log.warning("call_arguments_invalid", name=name, problems=problems)
-        if tool.strict and not self._constrained:
+        if reject and tool.strict and not self._constrained:
             raise CallRejected(name, problems)
 
 

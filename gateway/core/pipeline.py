@@ -19,6 +19,7 @@ from .call_checks import CallChecker
 from .decoding import plan_decoding
 from .job import ChatJob
 from .prompt import build_prompt
+from .repair import CallRepair
 from .resume import open_generation
 from .routing import Route
 from .trace import RequestTrace
@@ -84,12 +85,15 @@ async def run_chat(
             backend = _TimedStream(open_generation(route, request, job.affinity, trace), trace)
             first = await backend.next()
         yield Started()
-        parser = tool_format.new_parser(prompt.prompt, parse_calls=conversation.offers_tools, tools=conversation.tools)
+        parser = tool_format.new_parser(
+            prompt.prompt, parse_calls=conversation.offers_tools, tools=conversation.tools, repairing=route.repair
+        )
+        repair = CallRepair(enabled=route.repair, format_name=tool_format.name, request_id=trace.request_id)
         checker = CallChecker(
             conversation.tools, route.validators, constrained=decoding.constraint is not None, one_call=decoding.one_call
         )
         # The prefill is text the model "wrote": it opens the call the model goes on with.
-        if events := checker.check(parser.feed(decoding.prefill)):
+        if events := checker.check(repair.check(parser.feed(decoding.prefill))):
             yield events
         raw: list[str] = []
         piece: BackendEvent | None = first
@@ -97,16 +101,17 @@ async def run_chat(
             trace.mark_first_token()
             if trace.debug:
                 raw.append(piece.text)
-            events = checker.check(parser.feed(piece.text))
+            events = checker.check(repair.check(parser.feed(piece.text)))
             if events or piece is first:  # the first, even empty: the stream's opening goes out now
                 yield events
             piece = await backend.next()
         assert isinstance(piece, Finish), "backends end every generation with a Finish"
-        if events := checker.check(parser.close(cut=piece.reason == "length")):
+        if events := checker.check(repair.check(parser.close(cut=piece.reason == "length"))):
             yield events
     finally:
         await backend.close()
     trace.usage, trace.tool_calls, trace.malformed_calls = piece.usage, checker.calls, parser.failed_calls
+    trace.repaired_calls = repair.repaired
     if trace.debug:
         log.info("model_output", request_id=trace.request_id, output=decoding.prefill + "".join(raw))
     reason: str = piece.reason

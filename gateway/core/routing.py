@@ -52,6 +52,7 @@ class Route:
     context_size: int | None = None
     keep_alive: str | None = None
     constrain: ConstrainMode = "auto"
+    repair: bool = True
     validators: SchemaValidators = field(default_factory=SchemaValidators)
     # Several backends for the model (balancing, retries, resume); `backend` is the first of them.
     pool: BackendPool | None = None

@@ -24,6 +24,7 @@ class RequestTrace:
     usage: Usage | None = None
     tool_calls: int = 0
     malformed_calls: int = 0
+    repaired_calls: int = 0
     error_kind: str = ""
     # Several backends per model: which were tried, in order; retries before the first byte,
     # resumes after it; the fallback model that answered instead, if any.

@@ -202,6 +202,8 @@ class ModelRoute(_Section):
     # Constrained decoding: auto = for tool_choice required / named; always = also lazily for auto
     # where the backend can; off = prefill only (for backends or schemas that cannot take it).
     constrain: ConstrainMode = "auto"
+    # A call the model breaks after naming it is ended with valid JSON instead of failing the turn.
+    repair: bool = True
     keep_alive: str | None = None  # Ollama: how long the model stays loaded after a request ("5m", -1)
 
     @field_validator("backend", mode="before")

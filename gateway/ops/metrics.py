@@ -43,6 +43,9 @@ class Metrics:
         self.malformed_calls = Counter(
             "toolwire_malformed_tool_calls", "Calls that were not well-formed, by format.", ["format"], registry=r
         )
+        self.repaired_calls = Counter(
+            "toolwire_repaired_tool_calls", "Broken calls ended with valid JSON, by format.", ["format"], registry=r
+        )
         self.backend_errors = Counter(
             "toolwire_backend_errors", "Backend faults by backend and kind.", ["backend", "kind"], registry=r
         )

@@ -81,6 +81,8 @@ def _record(request: web.Request, response: web.StreamResponse, trace: RequestTr
         metrics.tool_calls.labels(trace.tool_format).inc(trace.tool_calls)
     if trace.malformed_calls:
         metrics.malformed_calls.labels(trace.tool_format).inc(trace.malformed_calls)
+    if trace.repaired_calls:
+        metrics.repaired_calls.labels(trace.tool_format).inc(trace.repaired_calls)
     if trace.error_kind:
         metrics.backend_errors.labels(trace.backend, trace.error_kind).inc()
     if trace.retries:

@@ -55,7 +55,7 @@ async def stream(url: str, body: dict[str, Any]) -> list[dict[str, Any]]:
 def check_order(events: list[dict[str, Any]]) -> dict[str, Any]:
     """Asserts OpenAI's event order and that deltas add up to what the done events and the final
     response say; returns the final response (of the terminal event)."""
-    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert [e["sequence_number"] for e in events] == list(range(len(events))), [(e["sequence_number"], e["type"]) for e in events]
     assert [e["type"] for e in events[:2]] == ["response.created", "response.in_progress"]
     assert events[0]["response"]["status"] == "in_progress" and events[0]["response"]["output"] == []
     rest = events[2:]
