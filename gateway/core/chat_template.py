@@ -29,6 +29,10 @@ class TemplateError(Exception):
     """A template failed to compile, called raise_exception(), or failed while rendering."""
 
 
+class TemplateRejected(TemplateError):
+    """The template itself refused what it was given: it called `raise_exception(message)`."""
+
+
 @dataclass(frozen=True)
 class TemplateCaps:
     supports_system_role: bool  # a system message's text reaches the prompt (merged into a user turn counts)
@@ -82,7 +86,7 @@ def _dict(*args: Any, **kwargs: Any) -> dict:
 
 
 def _raise_exception(message: str) -> None:
-    raise TemplateError(message)
+    raise TemplateRejected(message)
 
 
 def _tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
