@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from adapters.formats import ToolFormat
 from adapters.formats.conversation import Conversation
 
 from .chat_template import ChatTemplate, TemplateError, TemplateRejected
-from .faults import ConversationRejected
+from .faults import ConversationRejected, TemplateBroken
 from .turns import merge_same_role_turns
+
+log = structlog.get_logger("toolwire.prompt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +36,13 @@ def build_prompt(
     template_input = tool_format.template_input(conversation, template.caps)
     try:
         prompt = _render(template, template_input.messages, template_input.tools)
-    except TemplateError as error:
+    except TemplateRejected as error:
+        # The template's own raise_exception: it refuses this conversation, the client's to change.
         raise ConversationRejected(f"The model's chat template rejected this conversation: {error}") from error
+    except TemplateError as error:
+        # Anything else is the template failing at its job: the server's fault, named for the operator.
+        log.error("chat_template_failed", template=template.origin, error=str(error))
+        raise TemplateBroken(f"The model's chat template failed to render this conversation: {error}") from error
     # Stop at the end of the assistant turn as the template writes it, even when the backend
     # does not treat that text as a special token (a base model writes it as plain text).
     stop = list(template.caps.end_of_turn)
