@@ -38,12 +38,19 @@ class TextPart(_Model):
     text: str
 
 
+class RefusalPart(_Model):
+    """An assistant's refusal, as an earlier output sent back: history like its text."""
+
+    type: Literal["refusal"]
+    refusal: str
+
+
 class OtherPart(_Model):
     model_config = ConfigDict(extra="allow", frozen=True)
     type: str
 
 
-Content = str | list[TextPart | OtherPart]
+Content = str | list[TextPart | RefusalPart | OtherPart]
 
 
 class MessageItem(_Model):
@@ -121,6 +128,9 @@ def _texts(content: Content, param: str) -> list[str]:
         return [content]
     texts = []
     for index, part in enumerate(content):
+        if isinstance(part, RefusalPart):
+            texts.append(part.refusal)
+            continue
         if not isinstance(part, TextPart):
             raise InvalidRequest(f"Content parts of type '{part.type}' are not supported; send text.",
                               param=f"{param}[{index}]", code="unsupported_content")
