@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import structlog
@@ -21,6 +21,7 @@ from adapters.formats.events import ParseEvent
 from ..core.faults import Fault, GenerationIncomplete, RequestTimedOut
 from ..core.job import ChatJob
 from ..core.pipeline import Completed, PipelineEvent, Started, run_chat
+from ..core.reasoning_memory import ReasoningMemory, remembering, restore_reasoning
 from ..core.routing import Route
 from ..core.trace import RequestTrace
 from ..ops.app_keys import API_KEY, CONFIG, METRICS, ROUTING_TABLE, TRACE
@@ -76,12 +77,19 @@ def admit(request: web.Request, model: str) -> Route:
     return route
 
 
-async def answer(request: web.Request, route: Route, job: ChatJob, encoding: Encoding) -> web.StreamResponse:
-    """Run the job within the request's deadline and the backend's slot, and answer it."""
+async def answer(
+    request: web.Request, route: Route, job: ChatJob, encoding: Encoding, memory: ReasoningMemory | None = None
+) -> web.StreamResponse:
+    """Run the job within the request's deadline and the backend's slot, and answer it. With a `memory`,
+    call turns get back reasoning the client dropped, and this reply's is kept (reasoning_memory)."""
     limit = request.app[CONFIG].limits.request_timeout
     deadline = asyncio.get_running_loop().time() + limit
+    if memory is not None:
+        job = replace(job, conversation=await restore_reasoning(job.conversation, memory))
     async with request.app[ROUTING_TABLE].limiter(route.backend.name).slot():
         events = run_chat(job, route, request[TRACE])
+        if memory is not None:
+            events = remembering(events, memory)
         try:
             if job.stream:
                 return await _stream(request, events, encoding.stream, deadline, limit)

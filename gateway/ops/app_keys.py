@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..core.reasoning_memory import ReasoningMemory
 from ..core.routing import RoutingTable
 from ..core.trace import RequestTrace
 from .auth import ApiKey, KeyRing
@@ -17,6 +18,8 @@ CONFIG = web.AppKey("config", GatewayConfig)
 METRICS = web.AppKey("metrics", Metrics)
 KEY_RING = web.AppKey("key_ring", KeyRing)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+# Where chat completions keep call turns' reasoning: Redis when the Responses store is Redis, else this process.
+CHAT_REASONING = web.AppKey("chat_reasoning", ReasoningMemory)
 
 TRACE = web.RequestKey("trace", RequestTrace)
 API_KEY = web.RequestKey("api_key", ApiKey)
