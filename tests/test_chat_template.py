@@ -19,6 +19,7 @@ from gateway.core.chat_template import (
     ChatTemplate,
     TemplateCaps,
     TemplateError,
+    TemplateRejected,
     load_template_file,
 )
 
@@ -148,9 +149,12 @@ EXPECTED_ERRORS = {
 }
 
 
-def load(fixture: str) -> ChatTemplate:
+def load(fixture: str, *, engine_variables: bool = False) -> ChatTemplate:
+    """A fixture as transformers renders it; with `engine_variables`, as the gateway does (llama.cpp's
+    extra variables: see gateway.core.template_variables)."""
     bos, eos = SPECIAL_TOKENS[fixture]
-    return load_template_file(FIXTURES / f"{fixture}.jinja", bos_token=bos, eos_token=eos)
+    return load_template_file(FIXTURES / f"{fixture}.jinja", bos_token=bos, eos_token=eos,
+                              engine_variables=engine_variables)
 
 
 def conversation(fixture: str, scenario: str, template: ChatTemplate) -> tuple[list[dict], dict[str, Any]]:
@@ -535,3 +539,49 @@ def test_kimi_k2_renders_its_call_id_queue() -> None:
     out = template.render(messages, tools=[WEATHER_TOOL])
     assert '<|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>{"city": "Paris"}<|tool_call_end|>' in out
     assert "## Return of functions.get_weather:0\n18C" in out
+
+
+# --- 6. What inference engines add beyond transformers' variables (gateway.core.template_variables) ---
+
+
+def test_firefunction_renders_with_the_engine_variables() -> None:
+    template = load("fireworks-ai-llama-3-firefunction-v2", engine_variables=True)
+    out = template.render([{"role": "user", "content": "Weather in Paris?"}], tools=[WEATHER_TOOL])
+    # llama.cpp's values: the tool list indented by 2, and today's time.
+    assert "Available functions as JSON spec:\n" + json.dumps([WEATHER_TOOL], indent=2) in out
+    today = re.search(r"Today is ([A-Z][a-z]{2} \d\d \d{4} \d\d:\d\d:\d\d GMT)\.", out)
+    assert today is not None
+    caps = template.caps
+    assert caps.supports_tools and caps.supports_tool_calls and caps.supports_system_role
+
+
+def test_llama3_gets_todays_date_and_tools_in_the_system_turn() -> None:
+    template = load("meta-llama-Llama-3.1-8B-Instruct", engine_variables=True)
+    out = template.render([{"role": "user", "content": "Weather in Paris?"}], tools=[WEATHER_TOOL])
+    system, user = out.split("<|start_header_id|>user<|end_header_id|>")
+    date = re.search(r"Today Date: (\d\d [A-Z][a-z]{2} \d{4})", system)
+    assert date is not None and date.group(1) != "26 Jul 2024"  # not the template's own fixed fallback
+    assert "get_weather" in system and "get_weather" not in user
+    mine = template.render([{"role": "user", "content": "Hi"}], date_string="01 Jan 2025", tools_in_user_message=True)
+    assert "Today Date: 01 Jan 2025" in mine, "a caller's own value wins"
+
+
+@pytest.mark.parametrize("fixture", ["Qwen-Qwen2.5-7B-Instruct", "google-gemma-4-31B-it", "openai-gpt-oss-120b"])
+def test_templates_that_read_none_of_them_render_as_transformers_does(fixture: str) -> None:
+    messages, kwargs = conversation(fixture, "round_trip", load(fixture))
+    tools = kwargs.pop("tools")
+    assert load(fixture, engine_variables=True).render(messages, tools=tools) == load(fixture).render(messages, tools=tools)
+
+
+def test_raise_exception_is_a_rejection_other_failures_are_not() -> None:
+    with pytest.raises(TemplateRejected):
+        ChatTemplate("{{ raise_exception('no') }}").render([])
+    with pytest.raises(TemplateError) as caught:
+        ChatTemplate("{{ 'a' + messages }}").render([])
+    assert not isinstance(caught.value, TemplateRejected)
+
+
+def test_a_template_file_is_known_by_its_path() -> None:
+    path = FIXTURES / "Qwen-Qwen2.5-7B-Instruct.jinja"
+    assert load_template_file(path).origin == str(path)
+    assert ChatTemplate("x", name="from the backend").origin == "from the backend"

@@ -220,6 +220,34 @@ def test_template_path_relative_to_config_dir(tmp_path: Path, monkeypatch: pytes
     assert path.exists()
 
 
+def test_responses_store_relative_to_config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    monkeypatch.chdir(tmp_path)  # the cwd is not the config folder: the store must not land in it
+    default = write(config_dir, MINIMAL)
+    assert load_config(default, environ={}).responses.sqlite_path == config_dir.resolve() / "toolwire-responses.sqlite3"
+    empty_section = write(config_dir, MINIMAL + "responses: {max_responses: 5}\n", "empty.yaml")
+    assert load_config(empty_section, environ={}).responses.sqlite_path == config_dir.resolve() / "toolwire-responses.sqlite3"
+    relative = write(config_dir, MINIMAL + "responses: {sqlite_path: data/store.db}\n", "relative.yaml")
+    assert load_config(relative, environ={}).responses.sqlite_path == config_dir.resolve() / "data" / "store.db"
+    absolute = write(config_dir, MINIMAL + f"responses: {{sqlite_path: '{tmp_path / 'abs.db'}'}}\n", "absolute.yaml")
+    assert load_config(absolute, environ={}).responses.sqlite_path == (tmp_path / "abs.db").resolve()
+
+
+async def test_default_store_file_is_created_beside_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.core.response_store import open_store
+
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    monkeypatch.chdir(tmp_path)
+    settings = load_config(write(config_dir, MINIMAL), environ={}).responses
+    store = open_store(redis_url=None, sqlite_path=settings.sqlite_path, max_responses=10, max_age_seconds=60)
+    await store.put({"id": "resp_1", "output": []}, [])
+    await store.close()
+    assert (config_dir / "toolwire-responses.sqlite3").is_file()
+    assert not (tmp_path / "toolwire-responses.sqlite3").exists()
+
+
 def test_missing_template_file(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "    chat_template: templates/missing.jinja\n")
     message = load_error(path)

@@ -141,6 +141,8 @@ DIFFERENCES: dict[str, set[str]] = {
     "tool_chat_template_deepseekv3": V31_ONLY | {"R1: forced-open thinking, then a call", "R1: a call drafted in thinking is not a call"},
     "gemma4": {"reasoning, a drafted call in it is not a call"},  # the first Gemma 4 template shows no reasoning
     "llama-cpp-microsoft-Phi-4-mini-instruct": {"#1"},  # FireFunction's `functools[...]`
+    # Learned since the template gets llama.cpp's `functions` and `datetime` (gateway.core.template_variables).
+    "fireworks-ai-llama-3-firefunction-v2": {"#0"},  # Phi-4-mini's `<|tool_call|>...<|/tool_call|>`
     "meta-llama-Llama-3.1-8B-Instruct": LLAMA4_ONLY,
     "meta-llama-Llama-3.2-3B-Instruct": LLAMA4_ONLY,
     "meta-llama-Llama-3.3-70B-Instruct": LLAMA4_ONLY,
@@ -155,7 +157,6 @@ UNLEARNABLE = {
     "LFM2-8B-A1B": "writes no call",  # the template draws no past calls
     "LFM2.5-Instruct": "writes no call",
     "ibm-granite-granite-3.3-2B-Instruct": "writes no call",
-    "fireworks-ai-llama-3-firefunction-v2": "renders no assistant answer",  # it needs a `functions` variable
     "meetkai-functionary-medium-v3.2": "nothing marks where a call begins",  # `>>>` ends the generation prompt
 }
 TOO_FAR = {

@@ -186,3 +186,62 @@ async def test_unreachable_store_fails_only_requests_that_store(fake_llama: Fake
         events = await stream(url, {"model": "qwen2.5-7b-instruct", "input": "Hello"})
         assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
         assert events[-2]["code"] == "response_store_error"
+
+
+# --- The reasoning of call turns, kept beside the responses (gateway.core.reasoning_memory) ---
+
+
+async def check_reasoning(store: ResponseStore) -> None:
+    await store.remember(["call_a", "call_b"], "Paris first, then the time.")
+    assert await store.recall(["call_b"]) == "Paris first, then the time."
+    assert await store.recall(["call_x", "call_a"]) == "Paris first, then the time.", "any of the turn's ids finds it"
+    assert await store.recall(["call_x"]) is None and await store.recall([]) is None
+
+
+async def test_sqlite_keeps_reasoning_within_its_bounds(tmp_path: Path) -> None:
+    clock = Clock()
+    store = SqliteStore(tmp_path / "r.sqlite3", max_responses=3, max_age_seconds=60, clock=clock)
+    await check_reasoning(store)
+    for number in range(3):
+        await store.remember([f"call_{number}"], f"thought {number}")
+    assert await store.recall(["call_a"]) is None and await store.recall(["call_0"]) == "thought 0", "oldest out first"
+    clock.now += 61
+    assert await store.recall(["call_2"]) is None, "expired reasoning is never returned"
+    await store.close()
+    reopened = SqliteStore(tmp_path / "r.sqlite3", max_responses=3, max_age_seconds=3600, clock=clock)
+    clock.now -= 61
+    assert await reopened.recall(["call_2"]) == "thought 2", "it survives a restart"
+    await reopened.close()
+
+
+async def test_redis_keeps_reasoning_with_a_ttl(redis: Redis, redis_url: str) -> None:
+    store = RedisStore(redis_url, max_responses=3, max_age_seconds=120)
+    await check_reasoning(store)
+    assert 0 < await redis.ttl("toolwire:responses:reasoning:call_a") <= 120
+    await store.close()
+
+
+async def test_local_reasoning_memory_is_bounded() -> None:
+    from gateway.core.reasoning_memory import LocalReasoningMemory
+
+    memory = LocalReasoningMemory(max_turns=2)
+    await memory.remember(["a"], "one")
+    await memory.remember(["b"], "two")
+    assert await memory.recall(["a"]) == "one"  # used: now the most recent
+    await memory.remember(["c"], "three")
+    assert [await memory.recall([key]) for key in "abc"] == ["one", None, "three"]
+
+
+async def test_chat_reasoning_goes_to_the_shared_redis(redis: Redis, redis_url: str, fake_llama: FakeLlamaServer) -> None:
+    from openai import AsyncOpenAI
+
+    backends, models = fake_routes(fake_llama.url)
+    config = make_config(backends, models, responses={"store": "redis", "redis_url": redis_url})
+    call = '<think>Time first.</think><tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>'
+    fake_llama.script(Scripted(split_text(call)))
+    tools = [{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}]
+    async with running_gateway(config) as url, AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as client:
+        reply = await client.chat.completions.create(model="qwen2.5-7b-instruct", tools=tools,  # type: ignore[arg-type]
+                                                     messages=[{"role": "user", "content": "Time?"}])
+    call_id = (reply.choices[0].message.tool_calls or [])[0].id
+    assert await redis.get(f"toolwire:responses:reasoning:{call_id}") == b"Time first."

@@ -139,6 +139,7 @@ class ToolFormat:
                     parts = [message.content] if message.content else []
                     parts.append(self.write_calls(message.tool_calls))
                     _append(messages, "assistant", "\n".join(parts))
+                    _add_reasoning(messages[-1], message)
             elif message.role == "tool":
                 name = message.name or names.get(message.tool_call_id or "", "")
                 if native_results:
@@ -151,7 +152,7 @@ class ToolFormat:
                 else:
                     _append(messages, "user", self.write_result(name, message.content), merge=True)
             else:
-                messages.append({"role": message.role, "content": message.content})
+                messages.append(_add_reasoning({"role": message.role, "content": message.content}, message))
         tools = [tool.as_openai() for tool in conversation.tools] if conversation.offers_tools else None
         if tools and not native_tools:
             _add_system_text(messages, self.describe_tools(conversation.tools))
@@ -169,7 +170,7 @@ class ToolFormat:
             calls.append(
                 {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
             )
-        return {"role": "assistant", "content": message.content, "tool_calls": calls}
+        return _add_reasoning({"role": "assistant", "content": message.content, "tool_calls": calls}, message)
 
     # -- format-specific writers ----------------------------------------------------------
 
@@ -193,6 +194,13 @@ class ToolFormat:
     def describe_tools(self, tools: tuple[ToolSpec, ...]) -> str:
         """A system-prompt block that lists the tools and teaches the call syntax."""
         raise NotImplementedError
+
+
+def _add_reasoning(entry: dict[str, Any], message: Message) -> dict[str, Any]:
+    """`entry` with the turn's reasoning under the name most templates read (the renderer adds the others)."""
+    if message.reasoning:
+        entry["reasoning_content"] = message.reasoning
+    return entry
 
 
 def _call_names(messages: tuple[Message, ...]) -> dict[str, str]:

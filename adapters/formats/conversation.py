@@ -51,6 +51,8 @@ class Message:
     tool_call_id: str | None = None
     # For `tool` messages: the function whose result this is, when known.
     name: str | None = None
+    # For `assistant` messages: the model's reasoning in that turn, for templates that show it again.
+    reasoning: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,9 @@ def _one_call_per_turn(messages: tuple[Message, ...]) -> tuple[Message, ...]:
             position += 1
         by_id = {result.tool_call_id: result for result in results}
         for number, call in enumerate(message.tool_calls):
-            out.append(Message("assistant", message.content if number == 0 else "", tool_calls=(call,)))
+            first = number == 0
+            out.append(Message("assistant", message.content if first else "", tool_calls=(call,),
+                               reasoning=message.reasoning if first else None))
             if call.id in by_id:
                 out.append(by_id.pop(call.id))
         out.extend(result for result in results if by_id.get(result.tool_call_id) is result)

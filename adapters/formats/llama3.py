@@ -27,7 +27,8 @@ class Llama3JsonFormat(ToolFormat):
             if message.role == "assistant" and len(message.tool_calls) > 1:
                 for position, call in enumerate(message.tool_calls):
                     content = message.content if position == 0 else ""
-                    messages.append(Message("assistant", content, tool_calls=(call,)))
+                    reasoning = message.reasoning if position == 0 else None
+                    messages.append(Message("assistant", content, tool_calls=(call,), reasoning=reasoning))
             else:
                 messages.append(message)
         split = Conversation(tuple(messages), conversation.tools, conversation.tool_choice, conversation.parallel_tool_calls)

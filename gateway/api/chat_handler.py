@@ -7,6 +7,7 @@ from functools import partial
 
 from aiohttp import web
 
+from ..ops.app_keys import CHAT_REASONING
 from .chat_encoding import ChunkEncoder, ResponseCollector
 from .chat_request import parse_chat_request
 from .stream_driver import Encoding, admit, answer
@@ -20,4 +21,4 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         stream=partial(ChunkEncoder, completion_id, job.model, include_usage=job.include_usage),
         collect=partial(ResponseCollector, completion_id, job.model),
     )
-    return await answer(request, route, job, encoding)
+    return await answer(request, route, job, encoding, request.app.get(CHAT_REASONING))

@@ -60,6 +60,17 @@ class MessageIn(_Model):
     tool_calls: list[ToolCallIn] | None = None
     tool_call_id: str | None = None
     function_call: FunctionCallIn | None = None  # legacy assistant field
+    # An assistant turn's reasoning, sent back by clients that keep it (vLLM and llama.cpp call it
+    # reasoning_content; OpenRouter-style clients `reasoning`). Any other shape is ignored, not refused.
+    reasoning_content: Any = None
+    reasoning: Any = None
+
+    @property
+    def reasoning_text(self) -> str | None:
+        for value in (self.reasoning_content, self.reasoning):
+            if isinstance(value, str) and value:
+                return value
+        return None
 
 
 class FunctionDef(_Model):
@@ -249,7 +260,7 @@ def _message(message: MessageIn, position: int) -> Message:
         calls = [_call(call.id, call.function, position, index) for index, call in enumerate(message.tool_calls or [])]
         if message.function_call is not None:
             calls.append(_call("", message.function_call, position, len(calls)))
-        return Message("assistant", content, tool_calls=tuple(calls))
+        return Message("assistant", content, tool_calls=tuple(calls), reasoning=message.reasoning_text)
     return Message(role, content)
 
 

@@ -18,7 +18,9 @@ from adapters.formats.events import ParseEvent
 from ..core.faults import InvalidRequest, NotFound, StoreFailed
 from ..core.job import Affinity
 from ..core.pipeline import Completed
+from ..core.reasoning_memory import LocalReasoningMemory
 from ..core.response_store import JsonObject, ResponseStore, open_store
+from ..ops.app_keys import CHAT_REASONING
 from ..ops.config import ResponsesConfig
 from .errors import ApiError
 from .json_body import json_response
@@ -54,6 +56,8 @@ def add_responses_routes(app: web.Application, config: ResponsesConfig) -> None:
             max_responses=config.max_responses,
             max_age_seconds=config.max_age_hours * 3600,
         )
+        # Chat completions keep reasoning where replicas share it, else in this process.
+        app[CHAT_REASONING] = app[RESPONSE_STORE] if config.store == "redis" else LocalReasoningMemory()
         yield
         await app[RESPONSE_STORE].close()
 
@@ -92,7 +96,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     job = replace(job, affinity=session_affinity(parsed.previous_response_id, parsed.user, meta.id))
     keep = _Keeper(store, [*history, *items], parsed.keep)
     encoding = Encoding(stream=lambda: _ResponseEvents(meta, keep), collect=lambda: _ResponseCollector(meta, keep))
-    return await answer(request, route, job, encoding)
+    return await answer(request, route, job, encoding, store)
 
 
 def session_affinity(previous_id: str | None, user: str | None, response_id: str) -> Affinity:

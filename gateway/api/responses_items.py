@@ -38,12 +38,19 @@ class TextPart(_Model):
     text: str
 
 
+class RefusalPart(_Model):
+    """An assistant's refusal, as an earlier output sent back: history like its text."""
+
+    type: Literal["refusal"]
+    refusal: str
+
+
 class OtherPart(_Model):
     model_config = ConfigDict(extra="allow", frozen=True)
     type: str
 
 
-Content = str | list[TextPart | OtherPart]
+Content = str | list[TextPart | RefusalPart | OtherPart]
 
 
 class MessageItem(_Model):
@@ -121,6 +128,9 @@ def _texts(content: Content, param: str) -> list[str]:
         return [content]
     texts = []
     for index, part in enumerate(content):
+        if isinstance(part, RefusalPart):
+            texts.append(part.refusal)
+            continue
         if not isinstance(part, TextPart):
             raise InvalidRequest(f"Content parts of type '{part.type}' are not supported; send text.",
                               param=f"{param}[{index}]", code="unsupported_content")
@@ -136,6 +146,7 @@ def conversation_messages(items: Sequence[JsonObject], first_own: int) -> list[M
 def _messages(items: Sequence[Any], first_own: int) -> list[Message]:
     messages: list[Message] = []
     names: dict[str, str] = {}  # call_id -> function name, to name each result
+    reasoning: list[str] = []  # reasoning items waiting for the assistant turn they belong to
     for position, item in enumerate(items):
         if isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
@@ -155,5 +166,21 @@ def _messages(items: Sequence[Any], first_own: int) -> list[Message]:
                                   param=param, code="invalid_value")
             text = "\n".join(_texts(item.output, "input"))
             messages.append(Message("tool", text, tool_call_id=item.call_id, name=names[item.call_id]))
-        # Reasoning items are accepted (clients replay whole outputs) but, as in chat, not rendered.
+        elif isinstance(item, ReasoningItem) and (text := _reasoning_text(item)):
+            reasoning.append(text)
+        if reasoning and messages and messages[-1].role == "assistant" and not isinstance(item, ReasoningItem):
+            # Reasoning belongs to the assistant turn it precedes (or, within one reply, the turn it is in):
+            # templates that show earlier reasoning render it there.
+            last = messages[-1]
+            messages[-1] = replace(last, reasoning="\n".join([*filter(None, [last.reasoning]), *reasoning]))
+            reasoning = []
     return messages
+
+
+def _reasoning_text(item: ReasoningItem) -> str:
+    """A reasoning item's text: its full content where the client kept it, else its summary."""
+    content = getattr(item, "content", None) or []
+    texts = [part.get("text", "") for part in content if isinstance(part, dict)]
+    if not any(texts):
+        texts = [part.get("text", "") for part in item.summary if isinstance(part, dict)]
+    return "\n".join(text for text in texts if isinstance(text, str) and text)

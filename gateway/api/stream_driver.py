@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import structlog
@@ -23,6 +23,7 @@ from ..core.fallbacks import run_with_fallbacks
 from ..core.faults import Fault, GenerationIncomplete, RequestTimedOut
 from ..core.job import ChatJob
 from ..core.pipeline import Completed, PipelineEvent
+from ..core.reasoning_memory import ReasoningMemory, remembering, restore_reasoning
 from ..core.routing import Route
 from ..core.trace import RequestTrace
 from ..ops.app_keys import API_KEY, CONFIG, METRICS, RATE_LIMITS, ROUTING_TABLE, TRACE
@@ -78,11 +79,16 @@ def admit(request: web.Request, model: str) -> Route:
     return route
 
 
-async def answer(request: web.Request, route: Route, job: ChatJob, encoding: Encoding) -> web.StreamResponse:
-    """Run the job within the request's deadline and the backend's slot, and answer it."""
+async def answer(
+    request: web.Request, route: Route, job: ChatJob, encoding: Encoding, memory: ReasoningMemory | None = None
+) -> web.StreamResponse:
+    """Run the job within the request's deadline and the backend's slot, and answer it. With a `memory`,
+    call turns get back reasoning the client dropped, and this reply's is kept (reasoning_memory)."""
     limit = request.app[CONFIG].limits.request_timeout
     deadline = asyncio.get_running_loop().time() + limit
     key, trace, table = request.get(API_KEY), request[TRACE], request.app[ROUTING_TABLE]
+    if memory is not None:
+        job = replace(job, conversation=await restore_reasoning(job.conversation, memory))
     if key is not None:
         await request.app[RATE_LIMITS].admit(
             key.key_id, requests_per_minute=key.requests_per_minute, tokens_per_minute=key.tokens_per_minute
@@ -92,6 +98,8 @@ async def answer(request: web.Request, route: Route, job: ChatJob, encoding: Enc
     try:
         async with slot:
             events = run_with_fallbacks(job, route, table.route_for_name, trace)
+            if memory is not None:
+                events = remembering(events, memory)
             try:
                 if job.stream:
                     return await _stream(request, events, encoding.stream, deadline, limit)

@@ -21,12 +21,19 @@ from typing import Any
 
 import jinja2
 import jinja2.ext
+import jinja2.meta
 import jinja2.nodes
 from jinja2.sandbox import SandboxedEnvironment, modifies_known_mutable
+
+from .template_variables import engine_variables
 
 
 class TemplateError(Exception):
     """A template failed to compile, called raise_exception(), or failed while rendering."""
+
+
+class TemplateRejected(TemplateError):
+    """The template itself refused what it was given: it called `raise_exception(message)`."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,7 @@ def _dict(*args: Any, **kwargs: Any) -> dict:
 
 
 def _raise_exception(message: str) -> None:
-    raise TemplateError(message)
+    raise TemplateRejected(message)
 
 
 def _tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
@@ -161,14 +168,21 @@ def _alias_reasoning(message: dict) -> dict:
 class ChatTemplate:
     """One compiled chat template with the special tokens it is rendered with."""
 
-    def __init__(self, source: str, *, bos_token: str = "", eos_token: str = "", name: str = "") -> None:
+    def __init__(self, source: str, *, bos_token: str = "", eos_token: str = "", name: str = "", origin: str = "",
+                 engine_variables: bool = True) -> None:
+        """`origin` says where the text came from (a file's path), for logs; `engine_variables` off renders
+        exactly what transformers renders, without the variables inference engines add (template_variables)."""
         self._bos_token, self._eos_token, self._name = bos_token, eos_token, name
+        self._origin = origin or name
         self._source = source
+        environment = _environment()
         try:
-            self._template = _environment().from_string(source)
+            syntax = environment.parse(source)
         except jinja2.TemplateSyntaxError as error:
             raise TemplateError(f"chat template {name or '<string>'}: syntax error at line {error.lineno}: "
                                 f"{error.message}") from error
+        self._template = environment.from_string(syntax)
+        self._reads = frozenset(jinja2.meta.find_undeclared_variables(syntax)) if engine_variables else frozenset()
 
     @property
     def source(self) -> str:
@@ -187,6 +201,11 @@ class ChatTemplate:
     def name(self) -> str:
         return self._name
 
+    @property
+    def origin(self) -> str:
+        """Where the template came from: its file, or the backend that reported it."""
+        return self._origin
+
     def __repr__(self) -> str:
         return f"ChatTemplate(name={self._name!r})"
 
@@ -199,7 +218,8 @@ class ChatTemplate:
         #   explains its call syntax even with no tools: harmless);
         # - keys set to None are kept (apply_chat_template drops them): DeepSeek's templates render a tool
         #   call only when `content is none`. Callers that want a key gone leave it out.
-        context = {"bos_token": self._bos_token, "eos_token": self._eos_token, **_read_only(extra),
+        context = {**engine_variables(self._reads, tools), "bos_token": self._bos_token, "eos_token": self._eos_token,
+                   **_read_only(extra),
                    "messages": _read_only([_alias_reasoning(m) for m in messages]),
                    "add_generation_prompt": add_generation_prompt}
         if tools is not None:
@@ -225,6 +245,7 @@ def load_template_file(path: str | Path, **kwargs: Any) -> ChatTemplate:
     """A template from a .jinja file; `name` defaults to the file name without its extension."""
     path = Path(path)
     kwargs.setdefault("name", path.stem)
+    kwargs.setdefault("origin", str(path))
     return ChatTemplate(path.read_text(encoding="utf-8"), **kwargs)
 
 

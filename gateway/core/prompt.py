@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import structlog
 
 from adapters.formats import ToolFormat
 from adapters.formats.conversation import Conversation
 
-from .chat_template import ChatTemplate, TemplateError
-from .faults import ConversationRejected
+from .chat_template import ChatTemplate, TemplateError, TemplateRejected
+from .faults import ConversationRejected, TemplateBroken
+from .turns import merge_same_role_turns
+
+log = structlog.get_logger("toolwire.prompt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +35,14 @@ def build_prompt(
     """Render the conversation with the model's own template, in the route's tool format."""
     template_input = tool_format.template_input(conversation, template.caps)
     try:
-        prompt = template.render(template_input.messages, tools=template_input.tools, add_generation_prompt=True)
-    except TemplateError as error:
+        prompt = _render(template, template_input.messages, template_input.tools)
+    except TemplateRejected as error:
+        # The template's own raise_exception: it refuses this conversation, the client's to change.
         raise ConversationRejected(f"The model's chat template rejected this conversation: {error}") from error
+    except TemplateError as error:
+        # Anything else is the template failing at its job: the server's fault, named for the operator.
+        log.error("chat_template_failed", template=template.origin, error=str(error))
+        raise TemplateBroken(f"The model's chat template failed to render this conversation: {error}") from error
     # Stop at the end of the assistant turn as the template writes it, even when the backend
     # does not treat that text as a special token (a base model writes it as plain text).
     stop = list(template.caps.end_of_turn)
@@ -47,3 +58,16 @@ def build_prompt(
         preserved_tokens=tool_format.preserved_tokens,
         bos_token=bos,
     )
+
+
+def _render(template: ChatTemplate, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+    try:
+        return template.render(messages, tools=tools, add_generation_prompt=True)
+    except TemplateRejected:
+        # Templates that insist on alternating roles (Gemma, Mistral) refuse runs of same-role turns
+        # that clients send as a matter of course: merge them and ask again. Only then, since a
+        # template that takes the run as it is (Mistral's text turn before a call turn) shows more.
+        merged = merge_same_role_turns(messages)
+        if merged == messages:
+            raise
+        return template.render(merged, tools=tools, add_generation_prompt=True)

@@ -6,6 +6,10 @@ most `max_responses` (oldest evicted first) and nothing older than `max_age`.
 
 A response is stored with its *full* input: the chain it continued and its own input items. So a
 continuation needs one read, and it still works once an earlier link has been evicted or deleted.
+
+Both stores also keep the reasoning of each reply that made calls, under its call ids, with the same
+bounds (see reasoning_memory.py): a client that sends the calls back without their reasoning items
+still gets the reasoning rendered.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
@@ -34,6 +38,10 @@ class ResponseStore(Protocol):
     async def delete(self, response_id: str) -> bool: ...
 
     async def input_items(self, response_id: str) -> list[JsonObject] | None: ...
+
+    async def remember(self, call_ids: Sequence[str], reasoning: str) -> None: ...
+
+    async def recall(self, call_ids: Sequence[str]) -> str | None: ...
 
     async def close(self) -> None: ...
 
@@ -56,6 +64,12 @@ CREATE TABLE IF NOT EXISTS responses (
     input_items BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS responses_stored_at ON responses (stored_at);
+CREATE TABLE IF NOT EXISTS reasoning (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL UNIQUE,
+    stored_at REAL NOT NULL,
+    reasoning TEXT NOT NULL
+);
 """
 
 
@@ -107,6 +121,30 @@ class SqliteStore:
                 return db.execute("DELETE FROM responses WHERE id = ?", (response_id,)).rowcount > 0
 
         return await self._run(delete)
+
+    async def remember(self, call_ids: Sequence[str], reasoning: str) -> None:
+        now = self._clock()
+
+        def remember(db: sqlite3.Connection) -> None:
+            with db:
+                db.executemany("INSERT OR REPLACE INTO reasoning (call_id, stored_at, reasoning) VALUES (?, ?, ?)",
+                               [(call_id, now, reasoning) for call_id in call_ids])
+                db.execute("DELETE FROM reasoning WHERE stored_at < ?", (now - self._max_age,))
+                db.execute("DELETE FROM reasoning WHERE seq <= (SELECT seq FROM reasoning ORDER BY seq DESC LIMIT 1 "
+                           "OFFSET ?)", (self._max_responses,))
+
+        await self._run(remember)
+
+    async def recall(self, call_ids: Sequence[str]) -> str | None:
+        def recall(db: sqlite3.Connection) -> str | None:
+            for call_id in call_ids:
+                row = db.execute("SELECT reasoning FROM reasoning WHERE call_id = ? AND stored_at >= ?",
+                                 (call_id, self._clock() - self._max_age)).fetchone()
+                if row is not None:
+                    return str(row[0])
+            return None
+
+        return await self._run(recall)
 
     async def close(self) -> None:
         def close() -> None:
@@ -192,6 +230,23 @@ class RedisStore:
             pipe.zrem(self._index, response_id)
             deleted, _ = await pipe.execute()
         return deleted > 0
+
+    def _reasoning_key(self, call_id: str) -> str:
+        return f"{self._prefix}reasoning:{call_id}"
+
+    async def remember(self, call_ids: Sequence[str], reasoning: str) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for call_id in call_ids:
+                pipe.set(self._reasoning_key(call_id), reasoning.encode(), ex=self._ttl)
+            await pipe.execute()
+
+    async def recall(self, call_ids: Sequence[str]) -> str | None:
+        if not call_ids:
+            return None
+        for value in await self._redis.mget([self._reasoning_key(call_id) for call_id in call_ids]):
+            if value is not None:
+                return value.decode() if isinstance(value, bytes) else str(value)
+        return None
 
     async def close(self) -> None:
         await self._redis.aclose()

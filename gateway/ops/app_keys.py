@@ -7,6 +7,7 @@ from aiohttp import web
 from adapters.backends.managed import Fleet
 
 from ..core.rate_limits import KeyRateLimits
+from ..core.reasoning_memory import ReasoningMemory
 from ..core.routing import RoutingTable
 from ..core.state import SharedState
 from ..core.trace import RequestTrace
@@ -24,6 +25,8 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 FLEET = web.AppKey("fleet", Fleet)  # the llama-servers toolwire launched
 SHARED_STATE = web.AppKey("shared_state", SharedState)
 RATE_LIMITS = web.AppKey("rate_limits", KeyRateLimits)
+# Where chat completions keep call turns' reasoning: Redis when the Responses store is Redis, else this process.
+CHAT_REASONING = web.AppKey("chat_reasoning", ReasoningMemory)
 
 TRACE = web.RequestKey("trace", RequestTrace)
 API_KEY = web.RequestKey("api_key", ApiKey)

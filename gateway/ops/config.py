@@ -254,8 +254,8 @@ class ResponsesConfig(_Section):
     """Where `/v1/responses` keeps stored responses (for `previous_response_id`)."""
 
     store: Literal["sqlite", "redis"] = "sqlite"
-    # The embedded store's file; relative paths resolve against the config file's folder.
-    sqlite_path: Path = Path("toolwire-responses.sqlite3")
+    # The embedded store's file; relative paths (the default too) resolve against the config file's folder.
+    sqlite_path: Path = Field(default=Path("toolwire-responses.sqlite3"), validate_default=True)
     # A Redis server shared by several gateway replicas, e.g. redis://127.0.0.1:6379/0.
     redis_url: str | None = None
     max_responses: int = Field(default=10_000, gt=0)  # oldest evicted beyond this
@@ -349,6 +349,14 @@ class GatewayConfig(_Section):
     backends: tuple[BackendConfig, ...]
     models: tuple[ModelRoute, ...]
     router: RouterConfig = RouterConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _responses_section(cls, data: Any) -> Any:
+        # Validated even when absent, so its default file resolves against the config file's folder.
+        if isinstance(data, dict) and "responses" not in data:
+            return {**data, "responses": {}}
+        return data
 
     @field_validator("backends", "models")
     @classmethod
