@@ -144,9 +144,28 @@ class SqliteStore:
         return self._connection
 
 
+# One script, so the write and the evictions it causes are one atomic step: writers that race
+# (one gateway's concurrent requests, or several replicas) never leave more or fewer than the bound.
+# KEYS: index, response key, input key. ARGV: entry, response, input, ttl, now, max age, max count, prefix.
+_PUT_SCRIPT = """
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
+redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
+redis.call('ZADD', KEYS[1], ARGV[5], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(ARGV[5]) - tonumber(ARGV[6])))
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[7])
+if excess > 0 then
+  local evicted = redis.call('ZPOPMIN', KEYS[1], excess)
+  for i = 1, #evicted, 2 do
+    redis.call('DEL', ARGV[8] .. evicted[i], ARGV[8] .. evicted[i] .. ':input')
+  end
+end
+return excess
+"""
+
+
 class RedisStore:
     """Shared by replicas: each response under its own keys with a TTL of max_age, and a sorted set
-    (score: time stored) that evicts the oldest beyond max_responses."""
+    (score: time stored) that evicts the oldest beyond max_responses, in one server-side script."""
 
     def __init__(
         self, url: str, *, max_responses: int, max_age_seconds: float, prefix: str = "toolwire:responses:"
@@ -166,6 +185,7 @@ class RedisStore:
         self._ttl = max(1, math.ceil(max_age_seconds))
         self._prefix = prefix
         self._index = prefix + "index"
+        self._put = self._redis.register_script(_PUT_SCRIPT)
 
     def _keys(self, response_id: str) -> tuple[str, str]:
         return self._prefix + response_id, self._prefix + response_id + ":input"
@@ -173,20 +193,11 @@ class RedisStore:
     async def put(self, response: JsonObject, input_items: list[JsonObject], owner: str = "") -> None:
         entry = entry_key(response["id"], owner)
         response_key, input_key = self._keys(entry)
-        now = time.time()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(response_key, orjson.dumps(response), ex=self._ttl)
-            pipe.set(input_key, orjson.dumps(input_items), ex=self._ttl)
-            pipe.zadd(self._index, {entry: now})
-            pipe.zremrangebyscore(self._index, "-inf", now - self._max_age)  # their keys have expired
-            pipe.zcard(self._index)
-            *_, count = await pipe.execute()
-        if count > self._max_responses:
-            # ZPOPMIN is atomic: when replicas evict at once, each evicted id is deleted by one of them.
-            evicted = await self._redis.zpopmin(self._index, count - self._max_responses)
-            keys = [key for member, _ in evicted for key in self._keys(member.decode())]
-            if keys:
-                await self._redis.delete(*keys)
+        await self._put(
+            keys=[self._index, response_key, input_key],
+            args=[entry, orjson.dumps(response), orjson.dumps(input_items), self._ttl, repr(time.time()),
+                  repr(self._max_age), self._max_responses, self._prefix],
+        )
 
     async def get(self, response_id: str, owner: str = "") -> JsonObject | None:
         data = await self._redis.get(self._keys(entry_key(response_id, owner))[0])
