@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -23,7 +24,7 @@ from ..core.job import ChatJob
 from ..core.pipeline import Completed, PipelineEvent, Started, run_chat
 from ..core.routing import Route
 from ..core.trace import RequestTrace
-from ..ops.app_keys import API_KEY, CONFIG, METRICS, ROUTING_TABLE, TRACE
+from ..ops.app_keys import API_KEY, CONFIG, METRICS, ROUTING_TABLE, STREAM, TRACE
 from ..ops.auth import check_model_allowed
 from .errors import ApiError, api_error
 from .json_body import json_response
@@ -89,7 +90,15 @@ async def answer(request: web.Request, route: Route, job: ChatJob, encoding: Enc
         finally:
             # Closing the generator closes the backend request, so an abandoned answer stops
             # generating upstream too.
-            await events.aclose()
+            await _close(events, request[TRACE])
+
+
+async def _close(events: AsyncIterator[PipelineEvent], trace: RequestTrace) -> None:
+    """Close the pipeline; a failure while closing is logged, never sent after an answer."""
+    try:
+        await events.aclose()  # type: ignore[attr-defined]
+    except Exception:
+        log.exception("pipeline_close_failed", request_id=trace.request_id)
 
 
 async def _collect(events: AsyncIterator[PipelineEvent], collector: Collector, deadline: float, limit: float) -> Any:
@@ -121,24 +130,36 @@ async def _stream(
     except StopAsyncIteration:
         raise GenerationIncomplete() from None
     encoder = new_encoder()
-    response = web.StreamResponse(headers={**SSE_HEADERS, "X-Request-ID": request[TRACE].request_id})
+    trace = request[TRACE]
+    response = web.StreamResponse(headers={**SSE_HEADERS, "X-Request-ID": trace.request_id})
     await response.prepare(request)
+    request[STREAM] = response
     streams = request.app[METRICS].streams
     streams.inc()
     try:
-        trace = request[TRACE]
         error = await _pump(response, encoder, events, event, deadline, limit, trace)
         if error is not None:
             log.warning("stream_failed", request_id=trace.request_id, status=error.status, code=error.code,
                         message=error.message)
             # After the headers, the only honest way to fail is the surface's error event.
-            await response.write(await encoder.failure(error))
+            await response.write(await _failure_event(encoder, error))
         await response.write_eof()
     except ConnectionError:
-        log.info("client_disconnected", request_id=request[TRACE].request_id)
+        log.info("client_disconnected", request_id=trace.request_id)
     finally:
         streams.dec()
     return response
+
+
+async def _failure_event(encoder: StreamEncoder, error: ApiError) -> bytes:
+    """The surface's error event; if even that cannot be made, a plain one, so the stream still ends
+    with an error rather than a second response."""
+    try:
+        return await encoder.failure(error)
+    except Exception:
+        log.exception("stream_failure_event_failed")
+        fallback = ApiError(error.status, error.message, type=error.type, code=error.code)
+        return b"event: error\ndata: " + orjson.dumps(fallback.body()) + b"\n\n"
 
 
 async def _pump(

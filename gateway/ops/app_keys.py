@@ -20,3 +20,5 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 
 TRACE = web.RequestKey("trace", RequestTrace)
 API_KEY = web.RequestKey("api_key", ApiKey)
+# The response whose headers are already out: nothing may write another response after it.
+STREAM = web.RequestKey("stream", web.StreamResponse)
