@@ -22,6 +22,8 @@ from adapters.formats.conversation import (
 
 from ..core.faults import InvalidRequest
 from ..core.job import ChatJob
+from ..core.schema_checks import check_schema_refs
+from .json_body import parse_json_object
 
 _FUNCTION_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
 
@@ -132,12 +134,7 @@ class ChatCompletionRequest(_Model):
 
 def parse_chat_request(body: bytes) -> ChatJob:
     """Validate a request body; any problem is a 400 that names the offending field."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise InvalidRequest(f"The request body is not valid JSON: {error}", code="invalid_json") from error
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    data = parse_json_object(body)
     try:
         request = ChatCompletionRequest.model_validate(data)
     except ValidationError as error:
@@ -170,6 +167,8 @@ def _param_path(location: tuple[Any, ...]) -> str:
 def _to_job(request: ChatCompletionRequest) -> ChatJob:
     tools = [_tool(tool.function) for tool in request.tools or []]
     tools += [_tool(function) for function in request.functions or []]
+    for index, tool in enumerate(tools):
+        check_schema_refs(tool.parameters, f"tools[{index}].function.parameters")
     names = {tool.name for tool in tools}
     tool_choice = _tool_choice(request, names)
     messages = tuple(_message(message, position) for position, message in enumerate(request.messages))
@@ -198,8 +197,14 @@ def _to_job(request: ChatCompletionRequest) -> ChatJob:
         stop=tuple(s for s in stop if s),
         stream=request.stream,
         include_usage=bool(request.stream_options and request.stream_options.include_usage),
-        response_schema=_response_schema(request.response_format),
+        response_schema=_checked(_response_schema(request.response_format), "response_format.json_schema.schema"),
     )
+
+
+def _checked(schema: dict[str, Any] | None, param: str) -> dict[str, Any] | None:
+    if schema is not None:
+        check_schema_refs(schema, param)
+    return schema
 
 
 def _response_schema(response_format: ResponseFormat | None) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from adapters.formats.events import ParseEvent
 from .call_checks import CallChecker
 from .decoding import plan_decoding
 from .job import ChatJob
-from .prompt import build_prompt
+from .prompt import render_prompt
 from .routing import Route
 from .trace import RequestTrace
 
@@ -44,7 +44,7 @@ async def run_chat(job: ChatJob, route: Route, trace: RequestTrace | None = None
     upstream_model = route.upstream_for(job.model)
     template, tool_format = await route.template(upstream_model)
     trace.tool_format = tool_format.name
-    prompt = build_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)
+    prompt = await render_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)
     conversation = job.conversation
     decoding = plan_decoding(
         conversation, tool_format, route.backend.constraints, route.constrain, job.response_schema
@@ -83,7 +83,7 @@ async def run_chat(job: ChatJob, route: Route, trace: RequestTrace | None = None
             conversation.tools, route.validators, constrained=decoding.constraint is not None, one_call=decoding.one_call
         )
         # The prefill is text the model "wrote": it opens the call the model goes on with.
-        for event in checker.check(parser.feed(decoding.prefill)):
+        for event in await checker.check(parser.feed(decoding.prefill)):
             yield event
         raw: list[str] = []
         piece: BackendEvent | None = first
@@ -91,11 +91,11 @@ async def run_chat(job: ChatJob, route: Route, trace: RequestTrace | None = None
             trace.mark_first_token()
             if trace.debug:
                 raw.append(piece.text)
-            for event in checker.check(parser.feed(piece.text)):
+            for event in await checker.check(parser.feed(piece.text)):
                 yield event
             piece = await backend.next()
         assert isinstance(piece, Finish), "backends end every generation with a Finish"
-        for event in checker.check(parser.close()):
+        for event in await checker.check(parser.close()):
             yield event
     finally:
         await backend.close()

@@ -7,8 +7,12 @@ from dataclasses import dataclass
 from adapters.formats import ToolFormat
 from adapters.formats.conversation import Conversation
 
-from .chat_template import ChatTemplate, TemplateError
-from .faults import ConversationRejected
+from .bounded import Overran, run_bounded
+from .chat_template import ChatTemplate, TemplateError, TemplateTooLarge
+from .faults import ConversationRejected, TemplateBroken
+
+# The longest a render may take (a template comes from a model file or a backend: a stranger's code).
+RENDER_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +21,18 @@ class PromptPlan:
     stop: tuple[str, ...]
     preserved_tokens: tuple[str, ...]
     bos_token: str
+
+
+async def render_prompt(
+    conversation: Conversation, tool_format: ToolFormat, template: ChatTemplate, *, extra_stop: tuple[str, ...] = ()
+) -> PromptPlan:
+    """`build_prompt` in a worker thread, stopped after RENDER_SECONDS: no template stalls the gateway."""
+    try:
+        return await run_bounded(
+            lambda: build_prompt(conversation, tool_format, template, extra_stop=extra_stop), RENDER_SECONDS
+        )
+    except Overran:
+        raise TemplateBroken(f"The model's chat template took longer than {RENDER_SECONDS:g}s to render.") from None
 
 
 def build_prompt(
@@ -30,6 +46,8 @@ def build_prompt(
     template_input = tool_format.template_input(conversation, template.caps)
     try:
         prompt = template.render(template_input.messages, tools=template_input.tools, add_generation_prompt=True)
+    except TemplateTooLarge as error:
+        raise TemplateBroken(f"The model's chat template exceeded its limits: {error}") from error
     except TemplateError as error:
         raise ConversationRejected(f"The model's chat template rejected this conversation: {error}") from error
     # Stop at the end of the assistant turn as the template writes it, even when the backend
