@@ -24,6 +24,7 @@ _FINISH_REASONS = {"eos": "stop", "word": "stop", "limit": "length", "none": "st
 class LlamaCppBackend:
     type = "llamacpp"
     constraints = frozenset({"json_schema", "grammar", "lazy_grammar"})
+    features = frozenset({"logit_bias"})
 
     def __init__(self, name: str, settings: HttpSettings) -> None:
         self.name = name
@@ -39,6 +40,7 @@ class LlamaCppBackend:
             "n_predict": sampling.max_tokens if sampling.max_tokens is not None else -1,
             "stop": list(request.stop),
             **sampler_fields(sampling),
+            "logit_bias": [[token, bias] for token, bias in sampling.logit_bias] if sampling.logit_bias else None,
             "cache_prompt": True,
         }
         preserved = list(request.preserved_tokens)

@@ -39,6 +39,7 @@ class OllamaBackend:
     type = "ollama"
     # `format` takes a JSON schema for the whole output; there are no grammars.
     constraints = frozenset({"json_schema"})
+    features: frozenset[str] = frozenset()  # /api/generate has no logit bias
 
     def __init__(self, name: str, settings: HttpSettings) -> None:
         self.name = name

@@ -30,7 +30,7 @@ _FUNCTION_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
 
 class _Model(BaseModel):
     # Unknown fields are ignored, as most OpenAI-compatible servers do, so newer clients work.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)  # "10" is not a number, as at OpenAI
 
 
 class TextPart(_Model):
@@ -39,7 +39,7 @@ class TextPart(_Model):
 
 
 class OtherPart(_Model):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
     type: str
 
 
@@ -123,6 +123,12 @@ class ChatCompletionRequest(_Model):
     stop: str | list[str] | None = None
     n: Annotated[int, Field(ge=1)] | None = None
     response_format: ResponseFormat | None = None
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    # Accepted only in their harmless values: toolwire returns no log probabilities and no audio.
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    modalities: list[Literal["text", "audio"]] | None = None
+    audio: dict[str, Any] | None = None
 
     @field_validator("n")
     @classmethod
@@ -164,7 +170,34 @@ def _param_path(location: tuple[Any, ...]) -> str:
     return path
 
 
+def _refuse_unsupported(request: ChatCompletionRequest) -> None:
+    """What toolwire cannot honor is a clear 400, never silently dropped."""
+    refused = {
+        "logprobs": request.logprobs is True,
+        "top_logprobs": bool(request.top_logprobs),
+        "modalities": "audio" in (request.modalities or ()),
+        "audio": request.audio is not None,
+    }
+    for param, asked in refused.items():
+        if asked:
+            raise InvalidRequest(f"'{param}' is not supported: toolwire returns text and tool calls only, without "
+                                 "log probabilities or audio.", param=param, code="unsupported_parameter")
+
+
+def _logit_bias(bias: dict[str, float] | None) -> tuple[tuple[int, float], ...] | None:
+    if not bias:
+        return None
+    pairs = []
+    for token, value in bias.items():
+        if not token.isdigit():
+            raise InvalidRequest(f"logit_bias keys are token ids; {token!r} is not one.", param=f"logit_bias.{token}",
+                                 code="invalid_value")
+        pairs.append((int(token), float(value)))
+    return tuple(pairs)
+
+
 def _to_job(request: ChatCompletionRequest) -> ChatJob:
+    _refuse_unsupported(request)
     tools = [_tool(tool.function) for tool in request.tools or []]
     tools += [_tool(function) for function in request.functions or []]
     for index, tool in enumerate(tools):
@@ -183,6 +216,7 @@ def _to_job(request: ChatCompletionRequest) -> ChatJob:
         presence_penalty=request.presence_penalty,
         frequency_penalty=request.frequency_penalty,
         repeat_penalty=request.repeat_penalty,
+        logit_bias=_logit_bias(request.logit_bias),
     )
     conversation = Conversation(
         messages=messages,

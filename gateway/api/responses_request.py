@@ -36,7 +36,7 @@ _FUNCTION_NAME = r"^[a-zA-Z0-9_.\-]{1,64}$"
 
 class _Model(BaseModel):
     # Unknown fields are ignored, as for chat, so newer clients keep working.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)  # "10" is not a number, as at OpenAI
 
 
 class FunctionTool(_Model):
@@ -119,7 +119,10 @@ def parse_responses_request(body: bytes) -> ResponsesRequest:
 
 def _check_kinds(data: JsonObject) -> None:
     """Clear 400s for shapes pydantic would only call 'invalid': other APIs' tools, other item types."""
-    for index, tool in enumerate(data.get("tools") or []):
+    tools = data.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise InvalidRequest("'tools' must be an array of tools.", param="tools", code="invalid_type")
+    for index, tool in enumerate(tools or []):
         if not isinstance(tool, dict):
             continue
         if tool.get("type") != "function":

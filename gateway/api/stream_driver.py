@@ -19,7 +19,7 @@ from aiohttp import web
 from adapters.backends.errors import BackendError
 from adapters.formats.events import ParseEvent
 
-from ..core.faults import Fault, GenerationIncomplete, RequestTimedOut
+from ..core.faults import Fault, GenerationIncomplete, InvalidRequest, RequestTimedOut
 from ..core.job import ChatJob
 from ..core.pipeline import Completed, PipelineEvent, Started, run_chat
 from ..core.routing import Route
@@ -77,8 +77,16 @@ def admit(request: web.Request, model: str) -> Route:
     return route
 
 
+def _check_backend_can(job: ChatJob, route: Route) -> None:
+    """Options only some backends honor are refused where they would be dropped."""
+    if job.sampling.logit_bias and "logit_bias" not in getattr(route.backend, "features", frozenset()):
+        raise InvalidRequest(f"'logit_bias' is not supported by backend '{route.backend.name}' serving "
+                             f"'{job.model}'.", param="logit_bias", code="unsupported_parameter")
+
+
 async def answer(request: web.Request, route: Route, job: ChatJob, encoding: Encoding) -> web.StreamResponse:
     """Run the job within the request's deadline and the backend's slot, and answer it."""
+    _check_backend_can(job, route)
     limit = request.app[CONFIG].limits.request_timeout
     deadline = asyncio.get_running_loop().time() + limit
     async with request.app[ROUTING_TABLE].limiter(route.backend.name).slot():
