@@ -10,12 +10,12 @@ from aiohttp import web
 from ..core import prompt as prompts
 from ..core.decoding import plan_decoding
 from .chat_request import parse_chat_request
-from .json_body import json_response
+from .json_body import json_response, read_body
 from .stream_driver import admit
 
 
 async def render_prompt(request: web.Request) -> web.Response:
-    job = parse_chat_request(await request.read())
+    job = parse_chat_request(await read_body(request))
     route = admit(request, job.model)
     upstream_model = route.upstream_for(job.model)
     template, tool_format = await route.template(upstream_model)

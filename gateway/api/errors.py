@@ -93,6 +93,10 @@ def _from_fault(fault: faults.Fault) -> ApiError:
             return _server_error(500, message, "response_store_error")
         case faults.GenerationIncomplete():
             return _server_error(502, message, "generation_incomplete")
+        case faults.OutputTooLarge():
+            return _server_error(502, message, "output_too_large")
+        case faults.ClientGone():
+            return ApiError(499, message, code="client_disconnected")  # nginx's code: nobody reads it
     return _server_error(500, message, "internal_error")
 
 

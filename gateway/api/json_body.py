@@ -9,11 +9,27 @@ import orjson
 from aiohttp import web
 
 from ..core.faults import InvalidRequest
+from ..ops.app_keys import CONFIG
 from .errors import ApiError
 
 # No real request nests deeper (a tool schema of a dozen levels sits about 20 deep in the body);
 # much deeper ones only exhaust the recursion of whatever walks them later.
 MAX_DEPTH = 64
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body, read without aiohttp's copy (`request.read()` keeps the bytes for as long
+    as the request lives: a whole stream, for a body of up to max_body_bytes)."""
+    limit = request.app[CONFIG].limits.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from ..ops.app_keys import API_KEY
 from ..ops.auth import ApiKey, owner_of
 from ..ops.config import ResponsesConfig
 from .errors import ApiError
-from .json_body import json_response
+from .json_body import json_response, read_body
 from .responses_encoding import (
     EventStream,
     OutputBuilder,
@@ -82,7 +82,7 @@ class _Keeper:
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
-    parsed = parse_responses_request(await request.read())
+    parsed = parse_responses_request(await read_body(request))
     route = admit(request, parsed.model)
     store = request.app[RESPONSE_STORE]
     key = request.get(API_KEY)

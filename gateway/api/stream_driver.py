@@ -8,7 +8,7 @@ backend's concurrency slot, the pipeline, streaming or collecting, and every fau
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,7 +19,14 @@ from aiohttp import web
 from adapters.backends.errors import BackendError
 from adapters.formats.events import ParseEvent
 
-from ..core.faults import Fault, GenerationIncomplete, InvalidRequest, RequestTimedOut
+from ..core.faults import (
+    ClientGone,
+    Fault,
+    GenerationIncomplete,
+    InvalidRequest,
+    OutputTooLarge,
+    RequestTimedOut,
+)
 from ..core.job import ChatJob
 from ..core.pipeline import Completed, PipelineEvent, Started, run_chat
 from ..core.routing import Route
@@ -94,7 +101,9 @@ async def answer(request: web.Request, route: Route, job: ChatJob, encoding: Enc
         try:
             if job.stream:
                 return await _stream(request, events, encoding.stream, deadline, limit)
-            return json_response(await _collect(events, encoding.collect(), deadline, limit))
+            cap = request.app[CONFIG].limits.max_output_chars
+            collected = _collect(events, encoding.collect(), deadline, limit, cap)
+            return json_response(await _unless_client_leaves(request, collected))
         finally:
             # Closing the generator closes the backend request, so an abandoned answer stops
             # generating upstream too.
@@ -109,13 +118,43 @@ async def _close(events: AsyncIterator[PipelineEvent], trace: RequestTrace) -> N
         log.exception("pipeline_close_failed", request_id=trace.request_id)
 
 
-async def _collect(events: AsyncIterator[PipelineEvent], collector: Collector, deadline: float, limit: float) -> Any:
+_DISCONNECT_POLL = 0.25  # seconds between looks at a waiting client's connection
+
+
+async def _unless_client_leaves(request: web.Request, work: Coroutine[Any, Any, Any]) -> Any:
+    """Await `work`, cancelling it (and with it the backend's generation) if the client hangs up:
+    aiohttp does not cancel a handler whose client left, so a non-streamed answer is watched."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL)
+            if done:
+                return task.result()
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                log.info("client_disconnected", request_id=request[TRACE].request_id)
+                raise ClientGone()
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def _collect(
+    events: AsyncIterator[PipelineEvent], collector: Collector, deadline: float, limit: float, cap: int
+) -> Any:
+    size = 0
     try:
         async with asyncio.timeout_at(deadline):
             async for event in events:
                 if isinstance(event, Completed):
                     return await collector.result(event)
                 if not isinstance(event, Started):
+                    size += len(getattr(event, "text", "") or getattr(event, "raw", "") or "")
+                    if size > cap:
+                        raise OutputTooLarge(cap)
                     collector.add(event)
     except TimeoutError:
         raise RequestTimedOut(limit) from None

@@ -204,6 +204,7 @@ class LimitsConfig(_Section):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)  # larger bodies get 413
     request_timeout: float = Field(default=600.0, gt=0)  # a whole request, stream included
     shutdown_grace: float = Field(default=30.0, ge=0)  # SIGTERM: time for streams in flight to end
+    max_output_chars: int = Field(default=8 * 1024 * 1024, gt=0)  # a non-streamed answer's text, at most
 
 
 class CorsConfig(_Section):
