@@ -14,6 +14,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+import structlog
+from yarl import URL
 
 from .errors import (
     BackendError,
@@ -23,6 +25,8 @@ from .errors import (
     BackendUnreachable,
     ContextLengthExceeded,
 )
+
+log = structlog.get_logger("toolwire.backends")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,11 @@ class BackendHttp:
             json_serialize=lambda value: orjson.dumps(value).decode(),
         )
 
+    @property
+    def location(self) -> str:
+        """The base URL as logs may show it: without credentials."""
+        return without_credentials(self.settings.base_url)
+
     async def close(self) -> None:
         await self._session.close()
 
@@ -70,18 +79,21 @@ class BackendHttp:
             raise
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as error:
             raise BackendTimeout(
-                self.backend, f"backend '{self.backend}' did not answer in time ({_describe(error)})"
+                self.backend, f"backend '{self.backend}' did not answer in time ({type(error).__name__})"
             ) from error
         except aiohttp.ClientConnectorError as error:
-            raise BackendUnreachable(
-                self.backend, f"backend '{self.backend}' is unreachable at {self.settings.base_url}: {error.os_error}"
-            ) from error
+            # Where it is and why it failed go to the log; the client learns only which backend.
+            log.warning("backend_unreachable", backend=self.backend, url=self.location, path=path,
+                        error=redact(str(error.os_error), self.settings.base_url))
+            raise BackendUnreachable(self.backend, f"backend '{self.backend}' is unreachable") from error
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as error:
             raise BackendProtocolError(
                 self.backend, f"backend '{self.backend}' closed the connection mid-answer"
             ) from error
         except aiohttp.ClientError as error:
-            raise BackendUnreachable(self.backend, f"backend '{self.backend}' failed: {_describe(error)}") from error
+            log.warning("backend_request_failed", backend=self.backend, url=self.location, path=path,
+                        error=redact(_describe(error), self.settings.base_url))
+            raise BackendUnreachable(self.backend, f"backend '{self.backend}' failed ({type(error).__name__})") from error
 
     async def get_json(self, path: str) -> Any:
         async with self.request("GET", path) as response:
@@ -110,6 +122,27 @@ async def iter_lines(response: aiohttp.ClientResponse, backend: str) -> AsyncIte
         raise BackendTimeout(backend, f"backend '{backend}' stopped sending mid-answer (read timeout)") from error
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionError) as error:
         raise BackendProtocolError(backend, f"backend '{backend}' closed the connection mid-answer") from error
+
+
+def without_credentials(url: str) -> str:
+    """`url` with any user and password removed (they are sent as basic auth, never shown)."""
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return "(invalid URL)"
+    return str(parsed.with_user(None)) if parsed.user or parsed.password else url
+
+
+def redact(text: str, url: str) -> str:
+    """`text` with the URL's credentials blanked wherever they appear."""
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return text
+    for secret in (parsed.password, parsed.raw_password, parsed.user, parsed.raw_user):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def parse_json(backend: str, data: bytes | str) -> Any:

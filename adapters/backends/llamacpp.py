@@ -103,7 +103,7 @@ class LlamaCppBackend:
             chat_template=template,
             bos_token=props.get("bos_token"),
             eos_token=props.get("eos_token"),
-            source=f"{self._http.settings.base_url}/props",
+            source=f"backend '{self.name}' GET /props",
             context_size=settings.get("n_ctx") or props.get("n_ctx"),
         )
 

@@ -119,7 +119,7 @@ class OllamaBackend:
             # itself and does not print EOS, so empty tokens render correctly. Routes may override.
             bos_token=None,
             eos_token=None,
-            source=f"{self._http.settings.base_url}/api/show (model '{upstream_model}')",
+            source=f"backend '{self.name}' POST /api/show (model '{upstream_model}')",
             context_size=_context_length(shown),
         )
 
