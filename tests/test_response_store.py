@@ -245,3 +245,16 @@ async def test_chat_reasoning_goes_to_the_shared_redis(redis: Redis, redis_url: 
                                                      messages=[{"role": "user", "content": "Time?"}])
     call_id = (reply.choices[0].message.tool_calls or [])[0].id
     assert await redis.get(f"toolwire:responses:reasoning:{call_id}") == b"Time first."
+
+
+async def test_redis_keeps_its_bound_under_concurrent_writes(redis: Redis, redis_url: str) -> None:
+    """Many writers at once (several replicas, or one busy gateway): exactly max_responses remain,
+    the newest ones, with nothing left behind for the evicted."""
+    stores = [RedisStore(redis_url, max_responses=50, max_age_seconds=600) for _ in range(4)]
+    await asyncio.gather(*(stores[n % 4].put(response(n), items(n)) for n in range(96)))
+    assert await redis.zcard("toolwire:responses:index") == 50
+    kept = [n for n in range(96) if await stores[0].get(f"resp_{n}") is not None]
+    assert len(kept) == 50
+    assert len(await redis.keys("toolwire:responses:resp_*")) == 100, "a response and its input, no more"
+    for store in stores:
+        await store.close()

@@ -28,6 +28,8 @@ class SamplingParams:
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     repeat_penalty: float | None = None
+    # OpenAI's logit_bias as (token id, bias) pairs; only backends with "logit_bias" in `features`.
+    logit_bias: tuple[tuple[int, float], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,8 @@ class Backend(Protocol):
     name: str
     # Which `Constraint` kinds it can enforce: "json_schema", "grammar", "lazy_grammar".
     constraints: frozenset[str]
+    # Request options it honors beyond plain sampling: "logit_bias".
+    features: frozenset[str]
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
         """Stream text pieces and end with exactly one `Finish`, or raise a `BackendError`."""

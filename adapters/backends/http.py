@@ -13,6 +13,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+import structlog
+from yarl import URL
 
 from .errors import (
     BackendError,
@@ -23,6 +25,8 @@ from .errors import (
     ContextLengthExceeded,
 )
 from .lines import DEFAULT_MAX_LINE_BYTES, read_lines
+
+log = structlog.get_logger("toolwire.backends")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,11 @@ class BackendHttp:
             json_serialize=lambda value: orjson.dumps(value).decode(),
         )
 
+    @property
+    def location(self) -> str:
+        """The base URL as logs may show it: without credentials."""
+        return without_credentials(self.settings.base_url)
+
     async def close(self) -> None:
         await self._session.close()
 
@@ -71,18 +80,21 @@ class BackendHttp:
             raise
         except (TimeoutError, aiohttp.ServerTimeoutError) as error:
             raise BackendTimeout(
-                self.backend, f"backend '{self.backend}' did not answer in time ({_describe(error)})"
+                self.backend, f"backend '{self.backend}' did not answer in time ({type(error).__name__})"
             ) from error
         except aiohttp.ClientConnectorError as error:
-            raise BackendUnreachable(
-                self.backend, f"backend '{self.backend}' is unreachable at {self.settings.base_url}: {error.os_error}"
-            ) from error
+            # Where it is and why it failed go to the log; the client learns only which backend.
+            log.warning("backend_unreachable", backend=self.backend, url=self.location, path=path,
+                        error=redact(str(error.os_error), self.settings.base_url))
+            raise BackendUnreachable(self.backend, f"backend '{self.backend}' is unreachable") from error
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as error:
             raise BackendProtocolError(
                 self.backend, f"backend '{self.backend}' closed the connection mid-answer"
             ) from error
         except aiohttp.ClientError as error:
-            raise BackendUnreachable(self.backend, f"backend '{self.backend}' failed: {_describe(error)}") from error
+            log.warning("backend_request_failed", backend=self.backend, url=self.location, path=path,
+                        error=redact(_describe(error), self.settings.base_url))
+            raise BackendUnreachable(self.backend, f"backend '{self.backend}' failed ({type(error).__name__})") from error
 
     def lines(self, response: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
         """The streamed body as batches of lines, one batch per read (see `lines.read_lines`)."""
@@ -104,6 +116,27 @@ class BackendHttp:
         if 400 <= status < 500 and status not in (401, 403, 404, 408, 429):
             return BackendRejected(self.backend, text, status=status)
         return BackendError(self.backend, text, status=status)
+
+
+def without_credentials(url: str) -> str:
+    """`url` with any user and password removed (they are sent as basic auth, never shown)."""
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return "(invalid URL)"
+    return str(parsed.with_user(None)) if parsed.user or parsed.password else url
+
+
+def redact(text: str, url: str) -> str:
+    """`text` with the URL's credentials blanked wherever they appear."""
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return text
+    for secret in (parsed.password, parsed.raw_password, parsed.user, parsed.raw_user):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def parse_json(backend: str, data: bytes | str) -> Any:

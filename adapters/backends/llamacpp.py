@@ -33,6 +33,7 @@ _FINISH_REASONS = {"eos": "stop", "word": "stop", "limit": "length", "none": "st
 class LlamaCppBackend:
     type = "llamacpp"
     constraints = frozenset({"json_schema", "grammar", "lazy_grammar"})
+    features = frozenset({"logit_bias"})
 
     def __init__(self, name: str, settings: HttpSettings) -> None:
         self.name = name
@@ -48,6 +49,7 @@ class LlamaCppBackend:
             "n_predict": sampling.max_tokens if sampling.max_tokens is not None else -1,
             "stop": list(request.stop),
             **sampler_fields(sampling),
+            "logit_bias": [[token, bias] for token, bias in sampling.logit_bias] if sampling.logit_bias else None,
             "cache_prompt": True,
         }
         preserved = list(request.preserved_tokens)
@@ -128,7 +130,7 @@ class LlamaCppBackend:
             chat_template=template,
             bos_token=props.get("bos_token"),
             eos_token=props.get("eos_token"),
-            source=f"{self._http.settings.base_url}/props",
+            source=f"backend '{self.name}' GET /props",
             context_size=settings.get("n_ctx") or props.get("n_ctx"),
         )
 

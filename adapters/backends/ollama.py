@@ -48,6 +48,7 @@ class OllamaBackend:
     type = "ollama"
     # `format` takes a JSON schema for the whole output; there are no grammars.
     constraints = frozenset({"json_schema"})
+    features: frozenset[str] = frozenset()  # /api/generate has no logit bias
 
     def __init__(self, name: str, settings: HttpSettings) -> None:
         self.name = name
@@ -135,7 +136,7 @@ class OllamaBackend:
             # itself and does not print EOS, so empty tokens render correctly. Routes may override.
             bos_token=None,
             eos_token=None,
-            source=f"{self._http.settings.base_url}/api/show (model '{upstream_model}')",
+            source=f"backend '{self.name}' POST /api/show (model '{upstream_model}')",
             context_size=_context_length(shown),
         )
 

@@ -52,6 +52,7 @@ class OpenAICompletionsBackend:
     health_path = "/v1/models"  # the one route every OpenAI-compatible server has
     # No standard way to constrain a text completion: prefill only.
     constraints: frozenset[str] = frozenset()
+    features: frozenset[str] = frozenset({"logit_bias"})  # part of OpenAI's completions API
 
     def __init__(self, name: str, settings: HttpSettings) -> None:
         self.name = name
@@ -72,6 +73,7 @@ class OpenAICompletionsBackend:
             "seed": sampling.seed,
             "presence_penalty": sampling.presence_penalty,
             "frequency_penalty": sampling.frequency_penalty,
+            "logit_bias": {str(token): bias for token, bias in sampling.logit_bias} if sampling.logit_bias else None,
             **self.extra_fields(request),
         }
         return drop_none(body)

@@ -10,11 +10,12 @@ from aiohttp import web
 from ..ops.app_keys import CHAT_REASONING
 from .chat_encoding import ChunkEncoder, ResponseCollector
 from .chat_request import parse_chat_request
+from .json_body import read_body
 from .stream_driver import Encoding, admit, answer
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    job = parse_chat_request(await request.read())
+    job = parse_chat_request(await read_body(request))
     route = admit(request, job.model)
     completion_id = "chatcmpl-" + secrets.token_hex(12)
     encoding = Encoding(

@@ -24,11 +24,13 @@ from adapters.formats.conversation import (
 
 from ..core.faults import InvalidRequest
 from ..core.job import Affinity, ChatJob
+from ..core.schema_checks import check_schema_refs
+from .json_body import parse_json_object
 
 
 class _Model(BaseModel):
     # Unknown fields are ignored, as most OpenAI-compatible servers do, so newer clients work.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)  # "10" is not a number, as at OpenAI
 
 
 class TextPart(_Model):
@@ -37,7 +39,7 @@ class TextPart(_Model):
 
 
 class OtherPart(_Model):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
     type: str
 
 
@@ -133,6 +135,12 @@ class ChatCompletionRequest(_Model):
     n: Annotated[int, Field(ge=1)] | None = None
     response_format: ResponseFormat | None = None
     user: str | None = None  # the caller's end user: a session key for `balance: affinity`
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    # Accepted only in their harmless values: toolwire returns no log probabilities and no audio.
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    modalities: list[Literal["text", "audio"]] | None = None
+    audio: dict[str, Any] | None = None
 
     @field_validator("n")
     @classmethod
@@ -144,12 +152,7 @@ class ChatCompletionRequest(_Model):
 
 def parse_chat_request(body: bytes) -> ChatJob:
     """Validate a request body; any problem is a 400 that names the offending field."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise InvalidRequest(f"The request body is not valid JSON: {error}", code="invalid_json") from error
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    data = parse_json_object(body)
     try:
         request = ChatCompletionRequest.model_validate(data)
     except ValidationError as error:
@@ -179,9 +182,38 @@ def _param_path(location: tuple[Any, ...]) -> str:
     return path
 
 
+def _refuse_unsupported(request: ChatCompletionRequest) -> None:
+    """What toolwire cannot honor is a clear 400, never silently dropped."""
+    refused = {
+        "logprobs": request.logprobs is True,
+        "top_logprobs": bool(request.top_logprobs),
+        "modalities": "audio" in (request.modalities or ()),
+        "audio": request.audio is not None,
+    }
+    for param, asked in refused.items():
+        if asked:
+            raise InvalidRequest(f"'{param}' is not supported: toolwire returns text and tool calls only, without "
+                                 "log probabilities or audio.", param=param, code="unsupported_parameter")
+
+
+def _logit_bias(bias: dict[str, float] | None) -> tuple[tuple[int, float], ...] | None:
+    if not bias:
+        return None
+    pairs = []
+    for token, value in bias.items():
+        if not token.isdigit():
+            raise InvalidRequest(f"logit_bias keys are token ids; {token!r} is not one.", param=f"logit_bias.{token}",
+                                 code="invalid_value")
+        pairs.append((int(token), float(value)))
+    return tuple(pairs)
+
+
 def _to_job(request: ChatCompletionRequest) -> ChatJob:
+    _refuse_unsupported(request)
     tools = [_tool(tool.function) for tool in request.tools or []]
     tools += [_tool(function) for function in request.functions or []]
+    for index, tool in enumerate(tools):
+        check_schema_refs(tool.parameters, f"tools[{index}].function.parameters")
     names = {tool.name for tool in tools}
     tool_choice = _tool_choice(request, names)
     messages = tuple(_message(message, position) for position, message in enumerate(request.messages))
@@ -196,6 +228,7 @@ def _to_job(request: ChatCompletionRequest) -> ChatJob:
         presence_penalty=request.presence_penalty,
         frequency_penalty=request.frequency_penalty,
         repeat_penalty=request.repeat_penalty,
+        logit_bias=_logit_bias(request.logit_bias),
     )
     conversation = Conversation(
         messages=messages,
@@ -210,9 +243,15 @@ def _to_job(request: ChatCompletionRequest) -> ChatJob:
         stop=tuple(s for s in stop if s),
         stream=request.stream,
         include_usage=bool(request.stream_options and request.stream_options.include_usage),
-        response_schema=_response_schema(request.response_format),
+        response_schema=_checked(_response_schema(request.response_format), "response_format.json_schema.schema"),
         affinity=Affinity(lookup=(f"user:{request.user}",), record=(f"user:{request.user}",)) if request.user else None,
     )
+
+
+def _checked(schema: dict[str, Any] | None, param: str) -> dict[str, Any] | None:
+    if schema is not None:
+        check_schema_refs(schema, param)
+    return schema
 
 
 def _response_schema(response_format: ResponseFormat | None) -> dict[str, Any] | None:

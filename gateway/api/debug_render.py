@@ -7,19 +7,19 @@ from dataclasses import asdict
 
 from aiohttp import web
 
+from ..core import prompt as prompts
 from ..core.decoding import plan_decoding
-from ..core.prompt import build_prompt
 from .chat_request import parse_chat_request
-from .json_body import json_response
+from .json_body import json_response, read_body
 from .stream_driver import admit
 
 
 async def render_prompt(request: web.Request) -> web.Response:
-    job = parse_chat_request(await request.read())
+    job = parse_chat_request(await read_body(request))
     route = admit(request, job.model)
     upstream_model = route.upstream_for(job.model)
     template, tool_format = await route.template(upstream_model)
-    prompt = build_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)
+    prompt = await prompts.render_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)
     decoding = plan_decoding(job.conversation, tool_format, route.constraints, route.constrain, job.response_schema)
     return json_response(
         {

@@ -45,6 +45,7 @@ METHOD_NOT_ALLOWED = ErrorKind(405, "invalid_request_error", "invalid_request_er
 TOO_LARGE = ErrorKind(413, "invalid_request_error", "request_too_large")
 BUSY = ErrorKind(429, "rate_limit_error", "overloaded_error", anthropic_status=529)
 RATE_LIMITED = ErrorKind(429, "rate_limit_error", "rate_limit_error")
+CLIENT_GONE = ErrorKind(499, "invalid_request_error", "invalid_request_error")  # logged only: nobody reads it
 INTERNAL = ErrorKind(500, "server_error", "api_error")
 NOT_SUPPORTED = ErrorKind(501, "server_error", "api_error")
 UPSTREAM = ErrorKind(502, "server_error", "api_error")
@@ -164,6 +165,10 @@ def _from_fault(fault: faults.Fault) -> ApiError:
             return _server_error(INTERNAL, message, "response_store_error")
         case faults.GenerationIncomplete():
             return _server_error(UPSTREAM, message, "generation_incomplete")
+        case faults.OutputTooLarge():
+            return _server_error(UPSTREAM, message, "output_too_large")
+        case faults.ClientGone():
+            return ApiError(CLIENT_GONE, message, code="client_disconnected")  # nginx's code: nobody reads it
     return _server_error(INTERNAL, message, "internal_error")
 
 

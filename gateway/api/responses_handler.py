@@ -20,10 +20,11 @@ from ..core.job import Affinity
 from ..core.pipeline import Completed
 from ..core.reasoning_memory import LocalReasoningMemory
 from ..core.response_store import JsonObject, ResponseStore, open_store
-from ..ops.app_keys import CHAT_REASONING
+from ..ops.app_keys import API_KEY, CHAT_REASONING
+from ..ops.auth import ApiKey, owner_of
 from ..ops.config import ResponsesConfig
 from .errors import ApiError
-from .json_body import json_response
+from .json_body import json_response, read_body
 from .responses_encoding import (
     EventStream,
     OutputBuilder,
@@ -71,14 +72,14 @@ def add_responses_routes(app: web.Application, config: ResponsesConfig) -> None:
 class _Keeper:
     """Stores a finished response (when the request asked to) with the full input it answered."""
 
-    def __init__(self, store: ResponseStore, items: list[JsonObject], enabled: bool) -> None:
-        self._store, self._items, self._enabled = store, items, enabled
+    def __init__(self, store: ResponseStore, items: list[JsonObject], enabled: bool, owner: str) -> None:
+        self._store, self._items, self._enabled, self._owner = store, items, enabled, owner
 
     async def __call__(self, response: JsonObject) -> None:
         if not self._enabled:
             return
         try:
-            await self._store.put(response, self._items)
+            await self._store.put(response, self._items, self._owner)
         except Exception as error:
             # The details stay in the log; a connection error's traceback would add nothing.
             log.error("response_store_failed", response_id=response["id"], error=repr(error))
@@ -86,15 +87,16 @@ class _Keeper:
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
-    parsed = parse_responses_request(await request.read())
+    parsed = parse_responses_request(await read_body(request))
     route = admit(request, parsed.model)
     store = request.app[RESPONSE_STORE]
-    history = await _chain(store, parsed.previous_response_id)
+    key = request.get(API_KEY)
+    history = await _chain(store, parsed.previous_response_id, key)
     items = input_items(parsed)
     job = build_job(parsed, history, items)
     meta = ResponseMeta(model=job.model, echo=echo_fields(parsed))
     job = replace(job, affinity=session_affinity(parsed.previous_response_id, parsed.user, meta.id))
-    keep = _Keeper(store, [*history, *items], parsed.keep)
+    keep = _Keeper(store, [*history, *items], parsed.keep, owner_of(key))
     encoding = Encoding(stream=lambda: _ResponseEvents(meta, keep), collect=lambda: _ResponseCollector(meta, keep))
     return await answer(request, route, job, encoding, store)
 
@@ -106,12 +108,18 @@ def session_affinity(previous_id: str | None, user: str | None, response_id: str
     return Affinity(lookup=lookup + users, record=(f"response:{response_id}", *users))
 
 
-async def _chain(store: ResponseStore, previous_id: str | None) -> list[JsonObject]:
-    """The items a continuation starts from: the previous response's input, then its output."""
+async def _chain(store: ResponseStore, previous_id: str | None, key: ApiKey | None) -> list[JsonObject]:
+    """The items a continuation starts from: the previous response's input, then its output.
+
+    Only the key that stored a response finds it, and only while that key may still use the
+    response's model: a continuation never carries a conversation past the key's models."""
     if previous_id is None:
         return []
-    previous = await store.get(previous_id)
-    items = await store.input_items(previous_id) if previous is not None else None
+    owner = owner_of(key)
+    previous = await store.get(previous_id, owner)
+    if previous is not None and key is not None and not key.allows(str(previous.get("model", ""))):
+        previous = None
+    items = await store.input_items(previous_id, owner) if previous is not None else None
     if previous is None or items is None:
         raise InvalidRequest(f"Previous response with id '{previous_id}' not found.",
                              param="previous_response_id", code="previous_response_not_found")
@@ -166,7 +174,7 @@ class _ResponseEvents:
 
 async def get_response(request: web.Request) -> web.Response:
     response_id = request.match_info["response_id"]
-    response = await request.app[RESPONSE_STORE].get(response_id)
+    response = await request.app[RESPONSE_STORE].get(response_id, owner_of(request.get(API_KEY)))
     if response is None:
         raise _not_found(response_id)
     return json_response(response)
@@ -174,7 +182,7 @@ async def get_response(request: web.Request) -> web.Response:
 
 async def delete_response(request: web.Request) -> web.Response:
     response_id = request.match_info["response_id"]
-    if not await request.app[RESPONSE_STORE].delete(response_id):
+    if not await request.app[RESPONSE_STORE].delete(response_id, owner_of(request.get(API_KEY))):
         raise _not_found(response_id)
     # The shape of OpenAI's documented example for this endpoint.
     return json_response({"id": response_id, "object": "response", "deleted": True})
@@ -182,7 +190,7 @@ async def delete_response(request: web.Request) -> web.Response:
 
 async def list_input_items(request: web.Request) -> web.Response:
     response_id = request.match_info["response_id"]
-    items = await request.app[RESPONSE_STORE].input_items(response_id)
+    items = await request.app[RESPONSE_STORE].input_items(response_id, owner_of(request.get(API_KEY)))
     if items is None:
         raise _not_found(response_id)
     query = request.query

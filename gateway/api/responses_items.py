@@ -30,7 +30,7 @@ def new_id(prefix: str) -> str:
 
 class _Model(BaseModel):
     # Unknown fields are ignored, as for chat, so newer clients keep working.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)  # "10" is not a number, as at OpenAI
 
 
 class TextPart(_Model):
@@ -46,7 +46,7 @@ class RefusalPart(_Model):
 
 
 class OtherPart(_Model):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
     type: str
 
 
@@ -76,7 +76,7 @@ class FunctionCallOutputItem(_Model):
 
 
 class ReasoningItem(_Model):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
     type: Literal["reasoning"]
     id: str | None = None
     summary: list[JsonObject] = []

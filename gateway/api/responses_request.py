@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, cast
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from adapters.backends import SamplingParams
@@ -22,7 +21,9 @@ from adapters.formats.conversation import (
 
 from ..core.faults import InvalidRequest
 from ..core.job import ChatJob
+from ..core.schema_checks import check_schema_refs
 from .chat_request import validation_error
+from .json_body import parse_json_object
 from .responses_items import (
     ITEM_TYPES,
     InputItem,
@@ -35,7 +36,7 @@ from .responses_items import (
 
 class _Model(BaseModel):
     # Unknown fields are ignored, as for chat, so newer clients keep working.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)  # "10" is not a number, as at OpenAI
 
 
 class FunctionTool(_Model):
@@ -103,12 +104,7 @@ class ResponsesRequest(_Model):
 
 def parse_responses_request(body: bytes) -> ResponsesRequest:
     """Validate a request body; any problem is a 400 that names the offending field."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise InvalidRequest(f"The request body is not valid JSON: {error}", code="invalid_json") from error
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    data = parse_json_object(body)
     _check_kinds(data)
     try:
         request = ResponsesRequest.model_validate(data)
@@ -124,7 +120,10 @@ def parse_responses_request(body: bytes) -> ResponsesRequest:
 
 def _check_kinds(data: JsonObject) -> None:
     """Clear 400s for shapes pydantic would only call 'invalid': other APIs' tools, other item types."""
-    for index, tool in enumerate(data.get("tools") or []):
+    tools = data.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise InvalidRequest("'tools' must be an array of tools.", param="tools", code="invalid_type")
+    for index, tool in enumerate(tools or []):
         if not isinstance(tool, dict):
             continue
         if tool.get("type") != "function":
@@ -157,10 +156,14 @@ def build_job(request: ResponsesRequest, history: Sequence[JsonObject], items: S
     """One ChatJob from the stored chain's items, then this request's own (both canonical)."""
     tools = [ToolSpec(t.name, t.description or "", t.parameters or default_parameters(),
                       bool(t.strict)) for t in request.tools or []]
+    for index, tool in enumerate(tools):
+        check_schema_refs(tool.parameters, f"tools[{index}].parameters")
     tools, tool_choice = _tool_choice(request.tool_choice, tools)
     messages = [Message("system", request.instructions)] if request.instructions else []
     messages += conversation_messages([*history, *items], first_own=len(history))
     schema = _response_schema(request.text.format if request.text else None)
+    if schema is not None:
+        check_schema_refs(schema, "text.format.schema")
     sampling = SamplingParams(max_tokens=request.max_output_tokens, temperature=request.temperature,
                               top_p=request.top_p, top_k=request.top_k, min_p=request.min_p, seed=request.seed)
     conversation = Conversation(tuple(messages), tuple(tools), tool_choice, request.parallel_tool_calls is not False)

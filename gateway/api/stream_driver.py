@@ -8,11 +8,12 @@ backend's concurrency slot, the pipeline, streaming or collecting, and every fau
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -20,13 +21,20 @@ from adapters.backends.errors import BackendError
 from adapters.formats.events import ParseEvent
 
 from ..core.fallbacks import run_with_fallbacks
-from ..core.faults import Fault, GenerationIncomplete, RequestTimedOut
+from ..core.faults import (
+    ClientGone,
+    Fault,
+    GenerationIncomplete,
+    InvalidRequest,
+    OutputTooLarge,
+    RequestTimedOut,
+)
 from ..core.job import ChatJob
 from ..core.pipeline import Completed, PipelineEvent
 from ..core.reasoning_memory import ReasoningMemory, remembering, restore_reasoning
 from ..core.routing import Route
 from ..core.trace import RequestTrace
-from ..ops.app_keys import API_KEY, CONFIG, METRICS, RATE_LIMITS, ROUTING_TABLE, TRACE
+from ..ops.app_keys import API_KEY, CONFIG, METRICS, RATE_LIMITS, ROUTING_TABLE, STREAM, TRACE
 from ..ops.auth import check_model_allowed
 from .errors import ApiError, api_error
 from .json_body import json_response
@@ -79,11 +87,19 @@ def admit(request: web.Request, model: str) -> Route:
     return route
 
 
+def _check_backend_can(job: ChatJob, route: Route) -> None:
+    """Options only some backends honor are refused where they would be dropped."""
+    if job.sampling.logit_bias and "logit_bias" not in getattr(route.backend, "features", frozenset()):
+        raise InvalidRequest(f"'logit_bias' is not supported by backend '{route.backend.name}' serving "
+                             f"'{job.model}'.", param="logit_bias", code="unsupported_parameter")
+
+
 async def answer(
     request: web.Request, route: Route, job: ChatJob, encoding: Encoding, memory: ReasoningMemory | None = None
 ) -> web.StreamResponse:
     """Run the job within the request's deadline and the backend's slot, and answer it. With a `memory`,
     call turns get back reasoning the client dropped, and this reply's is kept (reasoning_memory)."""
+    _check_backend_can(job, route)
     limit = request.app[CONFIG].limits.request_timeout
     deadline = asyncio.get_running_loop().time() + limit
     key, trace, table = request.get(API_KEY), request[TRACE], request.app[ROUTING_TABLE]
@@ -103,22 +119,62 @@ async def answer(
             try:
                 if job.stream:
                     return await _stream(request, events, encoding.stream, deadline, limit)
-                return json_response(await _collect(events, encoding.collect(), deadline, limit))
+                cap = request.app[CONFIG].limits.max_output_chars
+                collected = _collect(events, encoding.collect(), deadline, limit, cap)
+                return json_response(await _unless_client_leaves(request, collected))
             finally:
                 # Closing the generator closes the backend request, so an abandoned answer stops
                 # generating upstream too.
-                await events.aclose()
+                await _close(events, trace)
     finally:
         if key is not None and key.tokens_per_minute is not None and trace.usage is not None:
             await request.app[RATE_LIMITS].spend(key.key_id, trace.usage.total_tokens)
 
 
-async def _collect(events: AsyncIterator[PipelineEvent], collector: Collector, deadline: float, limit: float) -> Any:
+async def _close(events: AsyncGenerator[PipelineEvent, None], trace: RequestTrace) -> None:
+    """Close the pipeline; a failure while closing is logged, never sent after an answer."""
+    try:
+        await events.aclose()
+    except Exception:
+        log.exception("pipeline_close_failed", request_id=trace.request_id)
+
+
+_DISCONNECT_POLL = 0.25  # seconds between looks at a waiting client's connection
+
+
+async def _unless_client_leaves(request: web.Request, work: Coroutine[Any, Any, Any]) -> Any:
+    """Await `work`, cancelling it (and with it the backend's generation) if the client hangs up:
+    aiohttp does not cancel a handler whose client left, so a non-streamed answer is watched."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL)
+            if done:
+                return task.result()
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                log.info("client_disconnected", request_id=request[TRACE].request_id)
+                raise ClientGone()
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def _collect(
+    events: AsyncIterator[PipelineEvent], collector: Collector, deadline: float, limit: float, cap: int
+) -> Any:
+    size = 0
     try:
         async with asyncio.timeout_at(deadline):
             async for event in events:
                 if isinstance(event, list):
                     for parsed in event:
+                        size += len(getattr(parsed, "text", "") or getattr(parsed, "raw", "") or "")
+                        if size > cap:
+                            raise OutputTooLarge(cap)
                         collector.add(parsed)
                 elif isinstance(event, Completed):
                     return await collector.result(event)
@@ -150,24 +206,36 @@ async def _stream(
     except StopAsyncIteration:
         raise GenerationIncomplete() from None
     encoder = new_encoder()
-    response = _SseResponse(headers={**SSE_HEADERS, "X-Request-ID": request[TRACE].request_id})
+    trace = request[TRACE]
+    response = _SseResponse(headers={**SSE_HEADERS, "X-Request-ID": trace.request_id})
     await response.prepare(request)
+    request[STREAM] = response
     streams = request.app[METRICS].streams
     streams.inc()
     try:
-        trace = request[TRACE]
         ending = await _pump(response, encoder, events, event, deadline, limit, trace)
         if isinstance(ending, ApiError):
             log.warning("stream_failed", request_id=trace.request_id, status=ending.status, code=ending.code,
                         message=ending.message)
             # After the headers, the only honest way to fail is the surface's error event.
-            ending = await encoder.failure(ending)
+            ending = await _failure_event(encoder, ending)
         await response.write_eof(ending)  # the last events and the body's end in one send
     except ConnectionError:
-        log.info("client_disconnected", request_id=request[TRACE].request_id)
+        log.info("client_disconnected", request_id=trace.request_id)
     finally:
         streams.dec()
     return response
+
+
+async def _failure_event(encoder: StreamEncoder, error: ApiError) -> bytes:
+    """The surface's error event; if even that cannot be made, a plain one, so the stream still ends
+    with an error rather than a second response."""
+    try:
+        return await encoder.failure(error)
+    except Exception:
+        log.exception("stream_failure_event_failed")
+        fallback = ApiError(error.status, error.message, type=error.type, code=error.code)
+        return b"event: error\ndata: " + orjson.dumps(fallback.body()) + b"\n\n"
 
 
 async def _pump(

@@ -36,6 +36,17 @@ class TemplateRejected(TemplateError):
     """The template itself refused what it was given: it called `raise_exception(message)`."""
 
 
+class TemplateTooLarge(TemplateError):
+    """A render built text past the size limit: the template's fault, whatever the input."""
+
+
+# The longest text a render may build or output, in characters. A prompt is at most about the
+# request body (32 MiB by default) plus the template's own text; string doubling or a huge
+# `'x' * n` stops here instead of growing the process by gigabytes. (Time is bounded by the
+# caller, which renders off the event loop: gateway/core/bounded.py.)
+MAX_TEXT = 48 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class TemplateCaps:
     supports_system_role: bool  # a system message's text reaches the prompt (merged into a user turn counts)
@@ -132,15 +143,81 @@ def _read_only(value: Any) -> Any:
 _TEMPLATE_OWN = (list, dict, set)
 
 
+def _sized(value: Any) -> Any:
+    """`value`, unless it is text or a sequence past the size limit."""
+    if isinstance(value, str | list | tuple | bytes) and len(value) > MAX_TEXT:
+        raise TemplateTooLarge(f"the template built a value of {len(value)} items (limit {MAX_TEXT})")
+    return value
+
+
+def _size_of(value: Any) -> int:
+    return len(value) if isinstance(value, str | list | tuple | bytes) else 0
+
+
+_BIG_FORMAT = re.compile(r"%[-+ #0]*(\d{7,}|\*)|\.\d{7,}")  # a width or precision of millions, or `*`
+# Methods of text whose int arguments size their result: center(10**9) allocates first, asks later.
+_SIZING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "join", "replace", "format"})
+
+
+def _checked_join(join: Any) -> Any:
+    def joined(parts: Any) -> Any:
+        parts = list(parts)
+        if sum(len(str(part)) for part in parts) > MAX_TEXT:
+            raise TemplateTooLarge(f"the template joined text past the size limit ({MAX_TEXT})")
+        return join(parts)
+
+    return joined
+
+
+def _checked_filter(function: Any) -> Any:
+    @functools.wraps(function)  # keeps jinja's pass_context / pass_environment marks
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_TEXT:
+                raise TemplateTooLarge(f"a filter argument of {value} is past the size limit")
+        return _sized(function(*args, **kwargs))
+
+    return checked
+
+
 class _Sandbox(SandboxedEnvironment):
     """Jinja's sandbox, plus what transformers' immutable one refuses and llama.cpp's renderer allows:
     a template may append to, pop from and update the lists and dicts it built (Kimi K2 queues call ids
-    that way). What it was given stays read-only, and every other sandbox rule holds."""
+    that way). What it was given stays read-only, and every other sandbox rule holds.
+
+    Every operator, call and filter that can grow text is checked against `MAX_TEXT` before it
+    allocates (or, where the size cannot be known first, right after)."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if not super().is_safe_attribute(obj, attr, value):
             return False
         return type(obj) in _TEMPLATE_OWN or not modifies_known_mutable(obj, attr)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for sized, count in ((left, right), (right, left)):
+                if _size_of(sized) and isinstance(count, int) and _size_of(sized) * count > MAX_TEXT:
+                    raise TemplateTooLarge(f"the template multiplied text past the size limit ({MAX_TEXT})")
+        elif operator == "**":
+            if isinstance(right, int | float) and isinstance(left, int | float) and abs(right) > 64 and abs(left) > 1:
+                raise TemplateTooLarge(f"the template raised a number to the power {right}")
+        elif operator == "+":
+            if _size_of(left) + _size_of(right) > MAX_TEXT:
+                raise TemplateTooLarge(f"the template added text past the size limit ({MAX_TEXT})")
+        elif operator == "%" and isinstance(left, str) and _BIG_FORMAT.search(left):
+            raise TemplateTooLarge("the template formats with a width of millions of characters")
+        return _sized(super().call_binop(context, operator, left, right))
+
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if getattr(obj, "__self__", None).__class__ is str and getattr(obj, "__name__", "") in _SIZING_METHODS:
+            for value in (*args, *kwargs.values()):
+                if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_TEXT:
+                    raise TemplateTooLarge(f"a text method argument of {value} is past the size limit")
+                if isinstance(value, str) and _BIG_FORMAT.search(value):
+                    raise TemplateTooLarge("the template formats with a width of millions of characters")
+        return _sized(super().call(context, obj, *args, **kwargs))
 
 
 def _environment() -> SandboxedEnvironment:
@@ -148,6 +225,8 @@ def _environment() -> SandboxedEnvironment:
         trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, jinja2.ext.loopcontrols]
     )
     env.filters["tojson"] = _tojson
+    for name, function in list(env.filters.items()):
+        env.filters[name] = _checked_filter(function)
     env.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now, dict=_dict,
                        namespace=_SafeNamespace)
     return env
@@ -183,6 +262,11 @@ class ChatTemplate:
                                 f"{error.message}") from error
         self._template = environment.from_string(syntax)
         self._reads = frozenset(jinja2.meta.find_undeclared_variables(syntax)) if engine_variables else frozenset()
+        # `a ~ b` compiles to a call of these two names in the template's own module: checked versions
+        # bound text built by concatenation (string doubling) as the operators are.
+        namespace = self._template.root_render_func.__globals__
+        for join in ("str_join", "markup_join"):
+            namespace[join] = _checked_join(namespace[join])
 
     @property
     def source(self) -> str:
@@ -225,11 +309,20 @@ class ChatTemplate:
         if tools is not None:
             context["tools"] = _read_only(tools)
         try:
-            return self._template.render(context)
+            return self._output(context)
         except TemplateError:
             raise
         except Exception as error:  # a template is code: any failure inside it is a rendering error
             raise TemplateError(f"{type(error).__name__}: {error}") from error
+
+    def _output(self, context: dict[str, Any]) -> str:
+        pieces, size = [], 0
+        for piece in self._template.generate(context):
+            size += len(piece)
+            if size > MAX_TEXT:
+                raise TemplateTooLarge(f"the template's output passed the size limit ({MAX_TEXT} characters)")
+            pieces.append(piece)
+        return "".join(pieces)
 
     def render_probe(self, messages: list[dict], tools: list[dict] | None, add_generation_prompt: bool) -> str:
         """`render` in the shape a tool format learner calls it with."""

@@ -129,3 +129,19 @@ class GenerationIncomplete(Fault):
 class StoreFailed(Fault):
     def __init__(self) -> None:
         super().__init__("Could not store the response.")
+
+
+class OutputTooLarge(Fault):
+    """A collected (non-streamed) answer grew past the gateway's cap; the generation was stopped."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The answer grew past the gateway's limit of {limit} characters for a non-streamed "
+                         "reply; stream it, or ask for fewer tokens.")
+        self.limit = limit
+
+
+class ClientGone(Fault):
+    """The client closed its connection before its answer was ready."""
+
+    def __init__(self) -> None:
+        super().__init__("The client went away.")

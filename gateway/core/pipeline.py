@@ -18,7 +18,7 @@ from adapters.formats.events import ParseEvent
 from .call_checks import CallChecker
 from .decoding import plan_decoding
 from .job import ChatJob
-from .prompt import build_prompt
+from .prompt import render_prompt
 from .repair import CallRepair
 from .resume import open_generation
 from .routing import Route
@@ -51,7 +51,7 @@ async def run_chat(
     upstream_model = route.upstream_for(job.model)
     template, tool_format = await route.template(upstream_model)
     trace.tool_format = tool_format.name
-    prompt = build_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)
+    prompt = await render_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)
     conversation = job.conversation
     decoding = plan_decoding(
         conversation, tool_format, route.constraints, route.constrain, job.response_schema
@@ -93,7 +93,7 @@ async def run_chat(
             conversation.tools, route.validators, constrained=decoding.constraint is not None, one_call=decoding.one_call
         )
         # The prefill is text the model "wrote": it opens the call the model goes on with.
-        if events := checker.check(repair.check(parser.feed(decoding.prefill))):
+        if events := await checker.check(repair.check(parser.feed(decoding.prefill))):
             yield events
         raw: list[str] = []
         piece: BackendEvent | None = first
@@ -101,12 +101,12 @@ async def run_chat(
             trace.mark_first_token()
             if trace.debug:
                 raw.append(piece.text)
-            events = checker.check(repair.check(parser.feed(piece.text)))
+            events = await checker.check(repair.check(parser.feed(piece.text)))
             if events or piece is first:  # the first, even empty: the stream's opening goes out now
                 yield events
             piece = await backend.next()
         assert isinstance(piece, Finish), "backends end every generation with a Finish"
-        if events := checker.check(repair.check(parser.close(cut=piece.reason == "length"))):
+        if events := await checker.check(repair.check(parser.close(cut=piece.reason == "length"))):
             yield events
     finally:
         await backend.close()

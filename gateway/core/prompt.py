@@ -10,11 +10,15 @@ import structlog
 from adapters.formats import ToolFormat
 from adapters.formats.conversation import Conversation
 
-from .chat_template import ChatTemplate, TemplateError, TemplateRejected
+from .bounded import Overran, run_bounded
+from .chat_template import ChatTemplate, TemplateError, TemplateRejected, TemplateTooLarge
 from .faults import ConversationRejected, TemplateBroken
 from .turns import merge_same_role_turns
 
 log = structlog.get_logger("toolwire.prompt")
+
+# The longest a render may take (a template comes from a model file or a backend: a stranger's code).
+RENDER_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +27,18 @@ class PromptPlan:
     stop: tuple[str, ...]
     preserved_tokens: tuple[str, ...]
     bos_token: str
+
+
+async def render_prompt(
+    conversation: Conversation, tool_format: ToolFormat, template: ChatTemplate, *, extra_stop: tuple[str, ...] = ()
+) -> PromptPlan:
+    """`build_prompt` in a worker thread, stopped after RENDER_SECONDS: no template stalls the gateway."""
+    try:
+        return await run_bounded(
+            lambda: build_prompt(conversation, tool_format, template, extra_stop=extra_stop), RENDER_SECONDS
+        )
+    except Overran:
+        raise TemplateBroken(f"The model's chat template took longer than {RENDER_SECONDS:g}s to render.") from None
 
 
 def build_prompt(
@@ -39,6 +55,9 @@ def build_prompt(
     except TemplateRejected as error:
         # The template's own raise_exception: it refuses this conversation, the client's to change.
         raise ConversationRejected(f"The model's chat template rejected this conversation: {error}") from error
+    except TemplateTooLarge as error:
+        log.error("chat_template_failed", template=template.origin, error=str(error))
+        raise TemplateBroken(f"The model's chat template exceeded its limits: {error}") from error
     except TemplateError as error:
         # Anything else is the template failing at its job: the server's fault, named for the operator.
         log.error("chat_template_failed", template=template.origin, error=str(error))

@@ -4,6 +4,9 @@ One small async interface and two stores behind it: `SqliteStore`, an embedded f
 restarts, and `RedisStore`, shared by several gateway replicas. Both are bounded the same way: at
 most `max_responses` (oldest evicted first) and nothing older than `max_age`.
 
+Every entry has an owner (a digest of the API key that made it; "" without keys): a response is
+found only by its owner, so no key reads, lists, deletes or continues another's responses.
+
 A response is stored with its *full* input: the chain it continued and its own input items. So a
 continuation needs one read, and it still works once an earlier link has been evicted or deleted.
 
@@ -21,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -31,19 +34,24 @@ _T = TypeVar("_T")
 
 
 class ResponseStore(Protocol):
-    async def put(self, response: JsonObject, input_items: list[JsonObject]) -> None: ...
+    async def put(self, response: JsonObject, input_items: list[JsonObject], owner: str = "") -> None: ...
 
-    async def get(self, response_id: str) -> JsonObject | None: ...
+    async def get(self, response_id: str, owner: str = "") -> JsonObject | None: ...
 
-    async def delete(self, response_id: str) -> bool: ...
+    async def delete(self, response_id: str, owner: str = "") -> bool: ...
 
-    async def input_items(self, response_id: str) -> list[JsonObject] | None: ...
+    async def input_items(self, response_id: str, owner: str = "") -> list[JsonObject] | None: ...
 
     async def remember(self, call_ids: Sequence[str], reasoning: str) -> None: ...
 
     async def recall(self, call_ids: Sequence[str]) -> str | None: ...
 
     async def close(self) -> None: ...
+
+
+def entry_key(response_id: str, owner: str) -> str:
+    """Where an owner's response lives: the same id under another owner is another entry."""
+    return f"{owner}/{response_id}" if owner else response_id
 
 
 def open_store(
@@ -85,8 +93,8 @@ class SqliteStore:
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one connection, one thread at a time
 
-    async def put(self, response: JsonObject, input_items: list[JsonObject]) -> None:
-        row = (response["id"], self._clock(), orjson.dumps(response), orjson.dumps(input_items))
+    async def put(self, response: JsonObject, input_items: list[JsonObject], owner: str = "") -> None:
+        row = (entry_key(response["id"], owner), self._clock(), orjson.dumps(response), orjson.dumps(input_items))
         await self._run(self._put, row)
 
     def _put(self, db: sqlite3.Connection, row: tuple[str, float, bytes, bytes]) -> None:
@@ -98,11 +106,11 @@ class SqliteStore:
                 (self._max_responses,),
             )
 
-    async def get(self, response_id: str) -> JsonObject | None:
-        return await self._read("response", response_id)
+    async def get(self, response_id: str, owner: str = "") -> JsonObject | None:
+        return await self._read("response", entry_key(response_id, owner))
 
-    async def input_items(self, response_id: str) -> list[JsonObject] | None:
-        return await self._read("input_items", response_id)
+    async def input_items(self, response_id: str, owner: str = "") -> list[JsonObject] | None:
+        return await self._read("input_items", entry_key(response_id, owner))
 
     async def _read(self, column: str, response_id: str) -> Any:
         def read(db: sqlite3.Connection) -> Any:
@@ -115,10 +123,12 @@ class SqliteStore:
 
         return await self._run(read)
 
-    async def delete(self, response_id: str) -> bool:
+    async def delete(self, response_id: str, owner: str = "") -> bool:
+        key = entry_key(response_id, owner)
+
         def delete(db: sqlite3.Connection) -> bool:
             with db:
-                return db.execute("DELETE FROM responses WHERE id = ?", (response_id,)).rowcount > 0
+                return db.execute("DELETE FROM responses WHERE id = ?", (key,)).rowcount > 0
 
         return await self._run(delete)
 
@@ -172,9 +182,28 @@ class SqliteStore:
         return self._connection
 
 
+# One script, so the write and the evictions it causes are one atomic step: writers that race
+# (one gateway's concurrent requests, or several replicas) never leave more or fewer than the bound.
+# KEYS: index, response key, input key. ARGV: entry, response, input, ttl, now, max age, max count, prefix.
+_PUT_SCRIPT = """
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
+redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
+redis.call('ZADD', KEYS[1], ARGV[5], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(ARGV[5]) - tonumber(ARGV[6])))
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[7])
+if excess > 0 then
+  local evicted = redis.call('ZPOPMIN', KEYS[1], excess)
+  for i = 1, #evicted, 2 do
+    redis.call('DEL', ARGV[8] .. evicted[i], ARGV[8] .. evicted[i] .. ':input')
+  end
+end
+return excess
+"""
+
+
 class RedisStore:
     """Shared by replicas: each response under its own keys with a TTL of max_age, and a sorted set
-    (score: time stored) that evicts the oldest beyond max_responses."""
+    (score: time stored) that evicts the oldest beyond max_responses, in one server-side script."""
 
     def __init__(
         self, url: str, *, max_responses: int, max_age_seconds: float, prefix: str = "toolwire:responses:"
@@ -194,40 +223,33 @@ class RedisStore:
         self._ttl = max(1, math.ceil(max_age_seconds))
         self._prefix = prefix
         self._index = prefix + "index"
+        self._put = self._redis.register_script(_PUT_SCRIPT)
 
     def _keys(self, response_id: str) -> tuple[str, str]:
         return self._prefix + response_id, self._prefix + response_id + ":input"
 
-    async def put(self, response: JsonObject, input_items: list[JsonObject]) -> None:
-        response_key, input_key = self._keys(response["id"])
-        now = time.time()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(response_key, orjson.dumps(response), ex=self._ttl)
-            pipe.set(input_key, orjson.dumps(input_items), ex=self._ttl)
-            pipe.zadd(self._index, {response["id"]: now})
-            pipe.zremrangebyscore(self._index, "-inf", now - self._max_age)  # their keys have expired
-            pipe.zcard(self._index)
-            *_, count = await pipe.execute()
-        if count > self._max_responses:
-            # ZPOPMIN is atomic: when replicas evict at once, each evicted id is deleted by one of them.
-            popped = await self._redis.zpopmin(self._index, count - self._max_responses)
-            evicted = cast(list[tuple[bytes, float]], popped)
-            keys = [key for member, _ in evicted for key in self._keys(member.decode())]
-            if keys:
-                await self._redis.delete(*keys)
+    async def put(self, response: JsonObject, input_items: list[JsonObject], owner: str = "") -> None:
+        entry = entry_key(response["id"], owner)
+        response_key, input_key = self._keys(entry)
+        await self._put(
+            keys=[self._index, response_key, input_key],
+            args=[entry, orjson.dumps(response), orjson.dumps(input_items), self._ttl, repr(time.time()),
+                  repr(self._max_age), self._max_responses, self._prefix],
+        )
 
-    async def get(self, response_id: str) -> JsonObject | None:
-        data = await self._redis.get(self._keys(response_id)[0])
+    async def get(self, response_id: str, owner: str = "") -> JsonObject | None:
+        data = await self._redis.get(self._keys(entry_key(response_id, owner))[0])
         return None if data is None else orjson.loads(data)
 
-    async def input_items(self, response_id: str) -> list[JsonObject] | None:
-        data = await self._redis.get(self._keys(response_id)[1])
+    async def input_items(self, response_id: str, owner: str = "") -> list[JsonObject] | None:
+        data = await self._redis.get(self._keys(entry_key(response_id, owner))[1])
         return None if data is None else orjson.loads(data)
 
-    async def delete(self, response_id: str) -> bool:
+    async def delete(self, response_id: str, owner: str = "") -> bool:
+        entry = entry_key(response_id, owner)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*self._keys(response_id))
-            pipe.zrem(self._index, response_id)
+            pipe.delete(*self._keys(entry))
+            pipe.zrem(self._index, entry)
             deleted, _ = await pipe.execute()
         return deleted > 0
 

@@ -16,6 +16,7 @@ from adapters.backends.errors import BackendError
 from adapters.formats import ToolFormat
 from adapters.formats.auto import choose_format
 
+from .bounded import Overran, run_bounded
 from .call_checks import SchemaValidators
 from .chat_template import ChatTemplate, TemplateError, load_template_file
 from .decoding import ConstrainMode
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("toolwire.routing")
 
 TEMPLATE_FROM_BACKEND = "backend"
+PROBE_SECONDS = 10.0  # finding what a template can do renders it a few dozen times
 
 
 def is_glob(name: str) -> bool:
@@ -72,8 +74,15 @@ class Route:
         async with self._template_lock:
             if key not in self._templates:
                 template = await self._load_template(upstream_model)
-                self._templates[key] = (template, self._format_for(template))
+                self._templates[key] = (template, await self._bounded_format_for(template))
         return self._templates[key]
+
+    async def _bounded_format_for(self, template: ChatTemplate) -> ToolFormat:
+        """Probing renders the template many times: off the event loop, and within a time limit."""
+        try:
+            return await run_bounded(lambda: self._format_for(template), PROBE_SECONDS)
+        except Overran:
+            raise TemplateBroken(f"The chat template of {self.name} took longer than {PROBE_SECONDS:g}s to probe.") from None
 
     def _format_for(self, template: ChatTemplate) -> ToolFormat:
         if self.tool_format is not None:

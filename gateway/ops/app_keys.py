@@ -30,3 +30,5 @@ CHAT_REASONING = web.AppKey("chat_reasoning", ReasoningMemory)
 
 TRACE = web.RequestKey("trace", RequestTrace)
 API_KEY = web.RequestKey("api_key", ApiKey)
+# The response whose headers are already out: nothing may write another response after it.
+STREAM = web.RequestKey("stream", web.StreamResponse)

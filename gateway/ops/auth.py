@@ -30,6 +30,11 @@ class ApiKey:
     def allows(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
+    @property
+    def owner(self) -> str:
+        """Who owns what this key stores: a digest of the key, so the store never holds the key."""
+        return hashlib.sha256(b"toolwire-owner:" + self.secret).hexdigest()[:32]
+
 
 class KeyRing:
     def __init__(self, config: AuthConfig, environ: Mapping[str, str] | None = None) -> None:
@@ -59,6 +64,11 @@ class KeyRing:
                 "Incorrect API key provided. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
             )
         return found
+
+
+def owner_of(key: ApiKey | None) -> str:
+    """The store's owner tag for a request: "" when the gateway runs without keys."""
+    return "" if key is None else key.owner
 
 
 def check_model_allowed(key: ApiKey | None, model: str) -> None:

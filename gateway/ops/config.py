@@ -300,6 +300,7 @@ class LimitsConfig(_Section):
     request_timeout: float = Field(default=600.0, gt=0)  # a whole request, stream included
     shutdown_grace: float = Field(default=30.0, ge=0)  # SIGTERM: time for streams in flight to end
     max_loaded_models: int | None = Field(default=None, gt=0)  # launched servers at once; LRU idle one unloads
+    max_output_chars: int = Field(default=8 * 1024 * 1024, gt=0)  # a non-streamed answer's text, at most
 
 
 class BreakerConfig(_Section):

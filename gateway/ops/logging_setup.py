@@ -11,7 +11,11 @@ import structlog
 def configure_logging(level: str = "info") -> None:
     numeric = logging.getLevelName(level.upper())
     renderer = (
-        structlog.dev.ConsoleRenderer() if sys.stderr.isatty() else structlog.processors.JSONRenderer()
+        # Plain tracebacks: rich ones print every frame's locals (configs with keys, request bodies),
+        # and rendering those for a deep recursion takes the event loop for minutes.
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        if sys.stderr.isatty()
+        else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import traceback
 from typing import Any
 
 import structlog
@@ -14,7 +15,7 @@ from ..api.errors import ApiError, api_error, error_shape
 from ..api.json_body import error_response
 from ..core.faults import Fault, ShuttingDown
 from ..core.trace import RequestTrace
-from .app_keys import API_KEY, CONFIG, KEY_RING, LIFECYCLE, METRICS, TRACE
+from .app_keys import API_KEY, CONFIG, KEY_RING, LIFECYCLE, METRICS, STREAM, TRACE
 
 log = structlog.get_logger("toolwire.http")
 
@@ -50,9 +51,17 @@ async def observe_and_errors(request: web.Request, handler: Any) -> web.StreamRe
         if error.status < 400:
             raise
         response = _error(request, request_id, _http_exception(error))
-    except Exception:
-        log.exception("unhandled_error", path=request.path, request_id=request_id)
+    except Exception as error:  # noqa: BLE001 - logged below, with its traceback
+        # A plain traceback, never the frames' locals: they hold configs, keys and request bodies.
+        log.error("unhandled_error", path=request.path, request_id=request_id, error=repr(error)[:500],
+                  traceback="".join(traceback.format_exception(error, limit=-12))[-8000:])
         response = _error(request, request_id, api_error(RuntimeError()))
+    started = request.get(STREAM)
+    if started is not None and response is not started:
+        # Headers and part of a stream are out: another response now would land inside its body.
+        # The stream driver ends its streams itself; this only guards against a failure it missed.
+        log.error("failure_after_stream_began", request_id=request_id, status=response.status)
+        response = started
     if not response.prepared:
         response.headers["X-Request-ID"] = request_id
     _record(request, response, trace)

@@ -13,6 +13,7 @@ from .supervisor import ModelSupervisor
 class ManagedLlamaCppBackend:
     type = "llamacpp"
     constraints = LlamaCppBackend.constraints
+    features = LlamaCppBackend.features
 
     def __init__(self, name: str, supervisor: ModelSupervisor) -> None:
         self.name = name
