@@ -73,6 +73,11 @@ def _from_fault(fault: faults.Fault) -> ApiError:
             return ApiError(401, message, code="invalid_api_key")
         case faults.ModelNotAllowed():
             return ApiError(403, message, param="model", code="model_not_allowed")
+        case faults.McpServerNotAllowed():
+            return ApiError(403, message, param=fault.param, code="mcp_server_not_allowed")
+        case faults.McpServerFailed():
+            # OpenAI's status for a server it cannot list: 424 Failed Dependency.
+            return ApiError(424, message, type="external_connector_error", param=fault.param, code="mcp_server_failed")
         case faults.BackendBusy():
             return ApiError(
                 429, message, type="rate_limit_error", code="backend_busy", headers={"Retry-After": str(fault.retry_after)}

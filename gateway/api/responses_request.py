@@ -21,6 +21,7 @@ from adapters.formats.conversation import (
 from ..core.faults import InvalidRequest
 from ..core.job import ChatJob
 from .chat_request import validation_error
+from .mcp_request import McpToolParam
 from .responses_items import (
     ITEM_TYPES,
     InputItem,
@@ -69,6 +70,10 @@ class TextConfig(_Model):
     format: TextFormat | None = None
 
 
+def _kind(value: Any) -> Any:
+    return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+
+
 class ResponsesRequest(_Model):
     model: str
     # Tagged, so an invalid item is reported as such, not also as "input should be a string".
@@ -77,7 +82,11 @@ class ResponsesRequest(_Model):
         Discriminator(lambda value: "Text" if isinstance(value, str) else "Items"),
     ]
     instructions: str | None = None
-    tools: list[FunctionTool] | None = None
+    # Capitalised tags, which chat's error formatter leaves out of the param path.
+    tools: list[Annotated[
+        Annotated[FunctionTool, Tag("Function")] | Annotated[McpToolParam, Tag("Mcp")],
+        Discriminator(lambda tool: "Mcp" if _kind(tool) == "mcp" else "Function"),
+    ]] | None = None
     tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | ToolChoiceAllowed | None = None
     parallel_tool_calls: bool | None = None
     max_output_tokens: Annotated[int, Field(ge=16)] | None = None  # the spec's minimum
@@ -98,6 +107,15 @@ class ResponsesRequest(_Model):
     @property
     def keep(self) -> bool:
         return self.store is not False  # OpenAI stores unless told not to
+
+    @property
+    def function_tools(self) -> list[FunctionTool]:
+        return [tool for tool in self.tools or [] if isinstance(tool, FunctionTool)]
+
+    @property
+    def mcp_tools(self) -> list[tuple[int, McpToolParam]]:
+        """The `mcp` tools with their positions in `tools` (to name them in errors)."""
+        return [(index, tool) for index, tool in enumerate(self.tools or []) if isinstance(tool, McpToolParam)]
 
 
 def parse_responses_request(body: bytes) -> ResponsesRequest:
@@ -126,8 +144,9 @@ def _check_kinds(data: JsonObject) -> None:
     for index, tool in enumerate(data.get("tools") or []):
         if not isinstance(tool, dict):
             continue
-        if tool.get("type") != "function":
-            raise InvalidRequest(f"Tools of type '{tool.get('type')}' are not supported; only 'function' tools are.",
+        if tool.get("type") not in ("function", "mcp"):
+            raise InvalidRequest(f"Tools of type '{tool.get('type')}' are not supported; only 'function' and 'mcp' "
+                                 "tools are.",
                               param=f"tools[{index}].type", code="unsupported_tool")
         if "function" in tool and "name" not in tool:
             raise InvalidRequest(
@@ -152,10 +171,17 @@ def input_items(request: ResponsesRequest) -> list[JsonObject]:
     return canonical_items(items)
 
 
-def build_job(request: ResponsesRequest, history: Sequence[JsonObject], items: Sequence[JsonObject]) -> ChatJob:
-    """One ChatJob from the stored chain's items, then this request's own (both canonical)."""
+def build_job(
+    request: ResponsesRequest,
+    history: Sequence[JsonObject],
+    items: Sequence[JsonObject],
+    mcp_tools: Sequence[ToolSpec] = (),
+) -> ChatJob:
+    """One ChatJob from the stored chain's items, then this request's own (both canonical), offering
+    the request's function tools and the MCP servers' tools."""
     tools = [ToolSpec(t.name, t.description or "", t.parameters or {"type": "object", "properties": {}},
-                      bool(t.strict)) for t in request.tools or []]
+                      bool(t.strict)) for t in request.function_tools]
+    tools += mcp_tools
     tools, tool_choice = _tool_choice(request.tool_choice, tools)
     messages = [Message("system", request.instructions)] if request.instructions else []
     messages += conversation_messages([*history, *items], first_own=len(history))
@@ -200,7 +226,7 @@ def _response_schema(text_format: TextFormat | None) -> JsonObject | None:
 def echo_fields(request: ResponsesRequest) -> JsonObject:
     """The request's settings as the `Response` object repeats them."""
     tools = [{"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters,
-              "strict": bool(t.strict)} for t in request.tools or []]
+              "strict": bool(t.strict)} if isinstance(t, FunctionTool) else t.echo() for t in request.tools or []]
     choice = request.tool_choice
     text_format = request.text.format if request.text and request.text.format else TextFormat(type="text")
     if text_format.type == "json_schema":

@@ -16,7 +16,6 @@ import structlog
 from aiohttp import web
 
 from adapters.backends.errors import BackendError
-from adapters.formats.events import ParseEvent
 
 from ..core.faults import Fault, GenerationIncomplete, RequestTimedOut
 from ..core.job import ChatJob
@@ -38,8 +37,9 @@ class StreamEncoder(Protocol):
 
     def opening(self) -> bytes: ...
 
-    def event(self, event: ParseEvent) -> bytes:
-        """The bytes for one parser event (empty when it sends nothing)."""
+    def event(self, event: Any) -> bytes:
+        """The bytes for one event of the run: a parser event, or one of the runner's own (empty when it
+        sends nothing)."""
         ...
 
     async def closing(self, completed: Completed) -> bytes: ...
@@ -52,11 +52,15 @@ class StreamEncoder(Protocol):
 class Collector(Protocol):
     """How a surface gathers the same events into one answer."""
 
-    def add(self, event: ParseEvent) -> None: ...
+    def add(self, event: Any) -> None: ...
 
     async def result(self, completed: Completed) -> Any:
         """The JSON body of the whole answer."""
         ...
+
+
+# What produces a job's events: `run_chat`, or a loop around it (the MCP tool loop).
+Runner = Callable[[ChatJob, Route, RequestTrace], AsyncIterator[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +80,14 @@ def admit(request: web.Request, model: str) -> Route:
     return route
 
 
-async def answer(request: web.Request, route: Route, job: ChatJob, encoding: Encoding) -> web.StreamResponse:
+async def answer(
+    request: web.Request, route: Route, job: ChatJob, encoding: Encoding, run: Runner = run_chat
+) -> web.StreamResponse:
     """Run the job within the request's deadline and the backend's slot, and answer it."""
     limit = request.app[CONFIG].limits.request_timeout
     deadline = asyncio.get_running_loop().time() + limit
     async with request.app[ROUTING_TABLE].limiter(route.backend.name).slot():
-        events = run_chat(job, route, request[TRACE])
+        events = run(job, route, request[TRACE])
         try:
             if job.stream:
                 return await _stream(request, events, encoding.stream, deadline, limit)

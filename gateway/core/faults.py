@@ -104,3 +104,20 @@ class GenerationIncomplete(Fault):
 class StoreFailed(Fault):
     def __init__(self) -> None:
         super().__init__("Could not store the response.")
+
+
+class McpServerNotAllowed(Fault):
+    """The caller's key may not use this MCP server."""
+
+    def __init__(self, label: str, param: str) -> None:
+        super().__init__(f"This API key may not use the MCP server '{label}'.")
+        self.label = label
+        self.param = param
+
+
+class McpServerFailed(Fault):
+    """An MCP server the request needs could not be reached or would not list its tools."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param

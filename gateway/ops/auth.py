@@ -18,15 +18,19 @@ KEYS_ENV = "TOOLWIRE_API_KEYS"  # comma-separated keys that may use every model
 class ApiKey:
     secret: bytes
     models: tuple[str, ...]
+    mcp_servers: tuple[str, ...] = ("*",)
 
     def allows(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+
+    def allows_mcp(self, label: str) -> bool:
+        return any(fnmatch.fnmatchcase(label, pattern) for pattern in self.mcp_servers)
 
 
 class KeyRing:
     def __init__(self, config: AuthConfig, environ: Mapping[str, str] | None = None) -> None:
         environ = os.environ if environ is None else environ
-        keys = [ApiKey(item.key.encode(), item.models) for item in config.api_keys]
+        keys = [ApiKey(item.key.encode(), item.models, item.mcp_servers) for item in config.api_keys]
         keys += [ApiKey(k.strip().encode(), ("*",)) for k in environ.get(KEYS_ENV, "").split(",") if k.strip()]
         self._keys = tuple(keys)
 

@@ -29,6 +29,7 @@ from adapters.backends import HttpSettings, backend_types
 
 from ..core.decoding import ConstrainMode
 from ..core.routing import TEMPLATE_FROM_BACKEND, is_glob
+from .mcp_config import McpConfig
 
 DEFAULT_CONFIG_PATH = Path("config/toolwire.yaml")
 CONFIG_ENV_VAR = "TOOLWIRE_CONFIG"
@@ -184,6 +185,7 @@ class ResponsesConfig(_Section):
 class ApiKeyConfig(_Section):
     key: str = Field(min_length=1)
     models: tuple[str, ...] = ("*",)  # public model names (globs allowed) this key may use
+    mcp_servers: tuple[str, ...] = ("*",)  # labels (globs allowed) of the declared MCP servers it may use
 
 
 class AuthConfig(_Section):
@@ -222,6 +224,7 @@ class GatewayConfig(_Section):
     limits: LimitsConfig = LimitsConfig()
     cors: CorsConfig = CorsConfig()
     debug: DebugConfig = DebugConfig()
+    mcp: McpConfig = McpConfig()
     log_level: LogLevel = "info"
     backends: tuple[BackendConfig, ...]
     models: tuple[ModelRoute, ...]

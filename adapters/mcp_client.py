@@ -1,0 +1,182 @@
+"""MCP servers as toolwire talks to them: the official `mcp` SDK's client over streamable HTTP or
+stdio, reduced to the two things the gateway does with a server: list its tools and call one.
+
+A session lives for one request. Every outcome of a call, including the server's own errors, a
+timeout or a result too large to pass on, comes back as an `McpOutcome` in the shape OpenAI's
+`mcp_call` item carries it; only failing to connect or to list raises (`McpUnavailable`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+log = logging.getLogger("toolwire.mcp")
+
+JsonObject = dict[str, Any]
+_MAX_PAGES = 50  # a server that pages forever is not listed forever
+
+
+class McpUnavailable(Exception):
+    """The server could not be reached, or would not list its tools."""
+
+    def __init__(self, label: str, reason: str) -> None:
+        super().__init__(f"Error retrieving tool list from MCP server '{label}': {reason}")
+        self.label = label
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class McpEndpoint:
+    """Where a server is: an HTTP URL (with headers) or a command to run as a stdio subprocess."""
+
+    label: str
+    url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class McpLimits:
+    connect_timeout: float = 10.0
+    call_timeout: float = 60.0
+    max_result_bytes: int = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class McpToolInfo:
+    name: str
+    description: str | None
+    input_schema: JsonObject
+    annotations: JsonObject | None = None
+
+    def as_item(self) -> JsonObject:
+        """The tool as an `mcp_list_tools` item lists it."""
+        return {"name": self.name, "description": self.description, "input_schema": self.input_schema,
+                "annotations": self.annotations}
+
+
+@dataclass(frozen=True, slots=True)
+class McpOutcome:
+    """What a call returned: `output` text, or an `error` in the spec's `MCPToolCallError` shape."""
+
+    output: str | None = None
+    error: JsonObject | None = None
+    # The text the model reads as the call's result (the output, or what went wrong).
+    for_model: str = ""
+
+
+class McpSession:
+    def __init__(self, label: str, client: Client, limits: McpLimits) -> None:
+        self.label = label
+        self._client = client
+        self._limits = limits
+
+    async def list_tools(self) -> list[McpToolInfo]:
+        tools: list[McpToolInfo] = []
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            page = await self._client.list_tools(cursor=cursor)
+            tools += [_tool_info(tool) for tool in page.tools]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return tools
+
+    async def call(self, name: str, arguments: JsonObject) -> McpOutcome:
+        try:
+            result = await self._client.call_tool(name, arguments, read_timeout_seconds=self._limits.call_timeout)
+        except MCPError as error:
+            if error.code == mcp_types.REQUEST_TIMEOUT:
+                message = f"The tool call took longer than the gateway's limit of {self._limits.call_timeout:g}s."
+            else:
+                message = error.message
+            return _failed({"type": "mcp_protocol_error", "code": error.code, "message": message})
+        except Exception as error:  # noqa: BLE001 -- a broken connection, a malformed answer: the model hears of it
+            log.warning("mcp_call_failed server=%s tool=%s error=%r", self.label, name, error)
+            return _failed({"type": "mcp_protocol_error", "code": mcp_types.INTERNAL_ERROR,
+                            "message": f"The call to the MCP server failed: {error}"})
+        blocks = [block.model_dump(mode="json", by_alias=True, exclude_none=True) for block in result.content]
+        text = _text(blocks, result.structured_content)
+        if result.is_error:
+            return McpOutcome(error={"type": "mcp_tool_execution_error", "content": blocks}, for_model=f"Error: {text}")
+        size = len(text.encode())
+        if size > self._limits.max_result_bytes:
+            return _failed({"type": "mcp_protocol_error", "code": mcp_types.INTERNAL_ERROR,
+                            "message": f"The tool's result ({size} bytes) exceeds the gateway's limit of "
+                                       f"{self._limits.max_result_bytes} bytes."})
+        return McpOutcome(output=text, for_model=text)
+
+
+def _failed(error: JsonObject) -> McpOutcome:
+    return McpOutcome(error=error, for_model=f"Error: {error['message']}")
+
+
+def _text(blocks: list[JsonObject], structured: Any) -> str:
+    """Text blocks as they are, any other block (image, resource) as its JSON."""
+    parts = [block["text"] if block.get("type") == "text" else json.dumps(block, ensure_ascii=False) for block in blocks]
+    if not parts and structured is not None:
+        parts = [json.dumps(structured, ensure_ascii=False)]
+    return "\n".join(parts)
+
+
+def _tool_info(tool: mcp_types.Tool) -> McpToolInfo:
+    annotations = tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True) if tool.annotations else None
+    return McpToolInfo(tool.name, tool.description, dict(tool.input_schema), annotations)
+
+
+@asynccontextmanager
+async def connect(endpoint: McpEndpoint, limits: McpLimits) -> AsyncIterator[McpSession]:
+    """A session with the server, its handshake done within `connect_timeout`."""
+    async with AsyncExitStack() as stack:
+        try:
+            with anyio.fail_after(limits.connect_timeout):
+                client = await stack.enter_async_context(Client(_transport(endpoint, stack),
+                                                                read_timeout_seconds=limits.connect_timeout))
+        except TimeoutError:
+            raise McpUnavailable(endpoint.label, f"no answer within {limits.connect_timeout:g}s") from None
+        except Exception as error:  # connection refused, an HTTP error, a process that will not start
+            raise McpUnavailable(endpoint.label, _reason(error)) from error
+        yield McpSession(endpoint.label, client, limits)
+
+
+async def list_tools(session: McpSession, limits: McpLimits) -> list[McpToolInfo]:
+    """The server's tools within `connect_timeout`, or `McpUnavailable`."""
+    try:
+        with anyio.fail_after(limits.connect_timeout):
+            return await session.list_tools()
+    except TimeoutError:
+        raise McpUnavailable(session.label, f"no answer within {limits.connect_timeout:g}s") from None
+    except Exception as error:
+        raise McpUnavailable(session.label, _reason(error)) from error
+
+
+def _transport(endpoint: McpEndpoint, stack: AsyncExitStack) -> Any:
+    if endpoint.url is not None:
+        http = create_mcp_http_client(headers=dict(endpoint.headers) or None)
+        stack.push_async_callback(http.aclose)
+        return streamable_http_client(endpoint.url, http_client=http)
+    command, *args = endpoint.command
+    return StdioServerParameters(command=command, args=args, env=dict(endpoint.env) or None, cwd=endpoint.cwd)
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause of a failure, which task groups wrap in exception groups."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return str(error) or type(error).__name__
