@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import anyio
+import httpx2
 import mcp_types
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
@@ -144,12 +144,12 @@ def _tool_info(tool: mcp_types.Tool) -> McpToolInfo:
 async def connect(endpoint: McpEndpoint, limits: McpLimits) -> AsyncIterator[McpSession]:
     """A session with the server, its handshake done within `connect_timeout`."""
     async with AsyncExitStack() as stack:
+        # No anyio timeout scope around entering the client: the client's own task group stays
+        # entered after this, and anyio scopes must close in the order they opened. The handshake
+        # is bounded by the session's read timeout and, over HTTP, by the connection's timeouts.
         try:
-            with anyio.fail_after(limits.connect_timeout):
-                client = await stack.enter_async_context(Client(_transport(endpoint, stack),
-                                                                read_timeout_seconds=limits.connect_timeout))
-        except TimeoutError:
-            raise McpUnavailable(endpoint.label, f"no answer within {limits.connect_timeout:g}s") from None
+            client = await stack.enter_async_context(Client(_transport(endpoint, limits, stack),
+                                                            read_timeout_seconds=limits.connect_timeout))
         except Exception as error:  # connection refused, an HTTP error, a process that will not start
             raise McpUnavailable(endpoint.label, _reason(error)) from error
         yield McpSession(endpoint.label, client, limits)
@@ -158,17 +158,18 @@ async def connect(endpoint: McpEndpoint, limits: McpLimits) -> AsyncIterator[Mcp
 async def list_tools(session: McpSession, limits: McpLimits) -> list[McpToolInfo]:
     """The server's tools within `connect_timeout`, or `McpUnavailable`."""
     try:
-        with anyio.fail_after(limits.connect_timeout):
-            return await session.list_tools()
-    except TimeoutError:
-        raise McpUnavailable(session.label, f"no answer within {limits.connect_timeout:g}s") from None
+        return await session.list_tools()  # each page within the session's read timeout
     except Exception as error:
+        if isinstance(error, MCPError) and error.code == mcp_types.REQUEST_TIMEOUT:
+            raise McpUnavailable(session.label, f"no answer within {limits.connect_timeout:g}s") from error
         raise McpUnavailable(session.label, _reason(error)) from error
 
 
-def _transport(endpoint: McpEndpoint, stack: AsyncExitStack) -> Any:
+def _transport(endpoint: McpEndpoint, limits: McpLimits, stack: AsyncExitStack) -> Any:
     if endpoint.url is not None:
-        http = create_mcp_http_client(headers=dict(endpoint.headers) or None)
+        # A call's answer may take call_timeout; the session's own timeout reports it first.
+        timeout = httpx2.Timeout(limits.connect_timeout, read=max(limits.connect_timeout, limits.call_timeout) + 5)
+        http = create_mcp_http_client(headers=dict(endpoint.headers) or None, timeout=timeout)
         stack.push_async_callback(http.aclose)
         return streamable_http_client(endpoint.url, http_client=http)
     command, *args = endpoint.command
