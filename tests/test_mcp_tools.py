@@ -34,7 +34,7 @@ def hermes_call(name: str, arguments: dict[str, Any]) -> str:
 
 
 def results_in(prompt: str) -> list[str]:
-    return re.findall(r"<tool_response>\n(.*?)\n</tool_response>", prompt, re.S)
+    return re.findall(r"<tool_response>\n(.*?)\n</tool_response>", prompt, re.DOTALL)
 
 
 def model(call: str = "add", arguments: dict[str, Any] | None = None) -> Callable[[str], str]:
@@ -164,10 +164,10 @@ async def test_lists_calls_and_answers(
     assert final["output"][1]["output"] == "42" and final["output"][2]["content"][0]["text"] == "The tool said: 42"
 
     fake_llama.script(model(), model())
-    sdk = await client.responses.create(**ASK)  # type: ignore[arg-type]
+    sdk = await client.responses.create(**ASK)  # type: ignore[call-overload]
     assert kinds(sdk.output) == ["mcp_list_tools", "mcp_call", "message"] and sdk.output_text == "The tool said: 42"
     fake_llama.script(model(), model())
-    async with client.responses.stream(**ASK) as events:  # type: ignore[arg-type]
+    async with client.responses.stream(**ASK) as events:  # type: ignore[call-overload]
         types = [event.type async for event in events]
         streamed = await events.get_final_response()
     assert "response.mcp_call_arguments.delta" in types and "response.mcp_call.completed" in types
@@ -188,6 +188,16 @@ async def test_stdio_server(client: AsyncOpenAI, fake_llama: FakeLlamaServer) ->
     raw = str(client.base_url).rstrip("/")
     final = check_mcp_stream(await stream(raw, {"model": MODEL, "input": "Shout again.", "tools": tools}))
     assert final["output"][1]["output"] == "AGAIN"
+
+
+async def test_server_dying_mid_call_is_a_failed_call(client: AsyncOpenAI, fake_llama: FakeLlamaServer) -> None:
+    tools = [{"type": "mcp", "server_label": "calc-stdio", "require_approval": "never"}]
+    fake_llama.script(model("die", {}), model())
+    whole = await client.responses.create(model=MODEL, input="Die.", tools=tools)  # type: ignore[arg-type]
+    assert kinds(whole.output) == ["mcp_list_tools", "mcp_call", "message"]
+    call = whole.output[1]
+    assert call.status == "failed" and call.error is not None and call.output is None  # type: ignore[union-attr]
+    assert whole.output_text.startswith("The tool said: Error: ")
 
 
 async def test_parallel_calls_and_text_in_one_round(gateway_url: str, fake_llama: FakeLlamaServer, mcp_calls: Calls) -> None:
@@ -236,7 +246,7 @@ async def test_approval_flow(client: AsyncOpenAI, fake_llama: FakeLlamaServer, m
     first = await client.responses.create(model=MODEL, input="What is 2 plus 40?", tools=tools)  # type: ignore[arg-type]
     assert kinds(first.output) == ["mcp_list_tools", "mcp_approval_request"] and mcp_calls == []
     request = first.output[1]
-    assert request.name == "add" and json.loads(request.arguments) == {"a": 2, "b": 40}  # type: ignore[union-attr]
+    assert request.name == "add" and json.loads(request.arguments) == {"a": 2, "b": 40}  # type: ignore[union-attr,arg-type]
     assert request.server_label == "calc" and request.id.startswith("mcpr_")  # type: ignore[union-attr]
 
     fake_llama.script(model())

@@ -9,6 +9,7 @@ gateway really called it.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -58,6 +59,11 @@ def build_server(calls: list[tuple[str, dict[str, object]]] | None = None) -> MC
         ran.append(("slow", {"seconds": seconds}))
         await anyio.sleep(seconds)
         return "done"
+
+    @server.tool()
+    def die() -> str:
+        """End the server's process mid-call (for a stdio server: the connection breaks)."""
+        os._exit(3)
 
     return server
 
