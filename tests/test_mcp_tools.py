@@ -142,7 +142,7 @@ async def test_lists_calls_and_answers(
     assert kinds(whole["output"]) == ["mcp_list_tools", "mcp_call", "message"]
     listing, call, answer = whole["output"]
     assert listing["server_label"] == "calc" and {t["name"] for t in listing["tools"]} == {
-        "add", "shout", "explode", "huge", "slow"}
+        "add", "shout", "explode", "huge", "slow", "die"}
     add = next(t for t in listing["tools"] if t["name"] == "add")
     assert add["description"] == "Add two integers and return the sum."
     assert add["input_schema"]["properties"]["a"]["type"] == "integer"
