@@ -143,16 +143,28 @@ def _tool_info(tool: mcp_types.Tool) -> McpToolInfo:
 @asynccontextmanager
 async def connect(endpoint: McpEndpoint, limits: McpLimits) -> AsyncIterator[McpSession]:
     """A session with the server, its handshake done within `connect_timeout`."""
-    async with AsyncExitStack() as stack:
-        # No anyio timeout scope around entering the client: the client's own task group stays
-        # entered after this, and anyio scopes must close in the order they opened. The handshake
-        # is bounded by the session's read timeout and, over HTTP, by the connection's timeouts.
-        try:
-            client = await stack.enter_async_context(Client(_transport(endpoint, limits, stack),
-                                                            read_timeout_seconds=limits.connect_timeout))
-        except Exception as error:  # connection refused, an HTTP error, a process that will not start
-            raise McpUnavailable(endpoint.label, _reason(error)) from error
-        yield McpSession(endpoint.label, client, limits)
+    try:
+        async with AsyncExitStack() as stack:
+            # No anyio timeout scope around entering the client: the client's own task group stays
+            # entered after this, and anyio scopes must close in the order they opened. The handshake
+            # is bounded by the session's read timeout and, over HTTP, by the connection's timeouts.
+            try:
+                client = await stack.enter_async_context(Client(_transport(endpoint, limits, stack),
+                                                                read_timeout_seconds=limits.connect_timeout))
+            except Exception as error:  # connection refused, an HTTP error, a process that will not start
+                raise McpUnavailable(endpoint.label, _reason(error)) from error
+            yield McpSession(endpoint.label, client, limits)
+    except BaseExceptionGroup as group:
+        # The client's task group wraps whatever the caller raised while the session was open (a
+        # fault of the request, a cancellation): hand it back as it was raised.
+        raise _innermost(group) from None
+
+
+def _innermost(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 async def list_tools(session: McpSession, limits: McpLimits) -> list[McpToolInfo]:

@@ -127,6 +127,7 @@ async def run_with_mcp(
     """The rounds of one response; `prelude` (listings, approved calls) follows the first `Started`."""
     conversation = job.conversation
     usage = Usage(0, 0, None)
+    calls_made = malformed = 0  # over all rounds (run_chat counts one round's)
     started = False
     for number in range(1, toolbox.max_rounds + 1):
         if number == toolbox.max_rounds and number > 1:
@@ -153,10 +154,11 @@ async def run_with_mcp(
         if completed is None:
             return  # the pipeline ended without a result: the driver reports it
         usage = _add(usage, completed.usage)
+        calls_made, malformed = calls_made + trace.tool_calls, malformed + trace.malformed_calls
+        trace.usage, trace.tool_calls, trace.malformed_calls = usage, calls_made, malformed
         calls = turn.complete_calls()
         ours = [call for call in calls if call.name in toolbox.tools and not toolbox.tools[call.name].needs_approval]
         if not ours:
-            trace.usage = usage
             yield Completed(completed.finish_reason, usage)
             return
         yield RoundEnded()
@@ -168,7 +170,6 @@ async def run_with_mcp(
             yield McpCallRan(toolbox.tools[call.name].server_label, call.name, call.arguments, outcome, call_id=call.id)
         if len(ours) < len(calls):
             # Calls only the client can answer (functions, approvals): the response ends with them.
-            trace.usage = usage
             yield Completed(completed.finish_reason, usage)
             return
         conversation = replace(
