@@ -47,7 +47,6 @@ class McpServerConfig(_Section):
     command: tuple[str, ...] = ()  # argv of a stdio server, e.g. [python, -m, my_server]
     env: dict[str, str] = {}  # extra environment for the stdio process
     cwd: Path | None = None  # its working directory, relative to the config file
-    description: str | None = None
 
     @field_validator("url")
     @classmethod
