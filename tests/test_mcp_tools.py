@@ -439,3 +439,18 @@ async def test_backend_fault_in_a_later_round(gateway_url: str, fake_llama: Fake
     assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
     assert kinds(final["output"]) == ["mcp_list_tools", "mcp_call"], "what was done stays in the failed response"
     assert final["output"][1]["output"] == "42"
+
+
+async def test_tool_choice_mcp(gateway_url: str, fake_llama: FakeLlamaServer) -> None:
+    fake_llama.script('{"name": "shout", "arguments": {"text": "yo"}}', model())
+    choice = {"type": "mcp", "server_label": "calc", "name": "shout"}
+    status, whole = await post(gateway_url, {**ASK, "tool_choice": choice})
+    assert status == 200, whole
+    assert_valid("Response", whole)
+    assert fake_llama.requests[0]["json_schema"]["properties"]["name"] == {"const": "shout"}
+    assert "json_schema" not in fake_llama.requests[1], "the forced call holds for the first round only"
+    assert whole["output"][1]["output"] == "YO" and whole["tool_choice"] == choice
+    for bad, param in (({**choice, "server_label": "other"}, "tool_choice.server_label"),
+                       ({**choice, "name": "nope"}, "tool_choice.name")):
+        status, error = await post(gateway_url, {**ASK, "tool_choice": bad})
+        assert (status, error["error"]["param"]) == (400, param)

@@ -163,6 +163,14 @@ class McpSetup:
     prelude: tuple[McpEvent, ...]  # listings and approved calls, for the response's output
     results: dict[str, str]  # approval request id -> what the model reads for it
 
+    @property
+    def servers(self) -> dict[str, list[str]]:
+        """Server label -> the names of its tools offered."""
+        by_label: dict[str, list[str]] = {label: [] for label in self.toolbox.runners}
+        for name, tool in self.toolbox.tools.items():
+            by_label[tool.server_label].append(name)
+        return by_label
+
 
 async def open_toolbox(
     stack: AsyncExitStack,

@@ -104,7 +104,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         names = [tool.name for tool in parsed.function_tools]
         setup = await open_toolbox(servers, uses, [*history, *items], len(history), config, names)
         job = build_job(parsed, as_function_items(history, setup.results),
-                        as_function_items(items, setup.results, context=history), setup.specs)
+                        as_function_items(items, setup.results, context=history), setup.specs, setup.servers)
         toolbox = setup.toolbox
         encoding = Encoding(
             stream=lambda: _ResponseEvents(meta, keep, McpOutputBuilder(streaming=True, toolbox=toolbox)),

@@ -3,7 +3,7 @@ the same `ChatJob` that chat completions run on. Input items live in responses_i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -58,6 +58,12 @@ class ToolChoiceAllowed(_Model):
     tools: list[ToolChoiceFunction]
 
 
+class ToolChoiceMcp(_Model):
+    type: Literal["mcp"]
+    server_label: str
+    name: str | None = None
+
+
 class TextFormat(_Model):
     type: Literal["text", "json_object", "json_schema"]
     name: str = "response"
@@ -87,7 +93,8 @@ class ResponsesRequest(_Model):
         Annotated[FunctionTool, Tag("Function")] | Annotated[McpToolParam, Tag("Mcp")],
         Discriminator(lambda tool: "Mcp" if _kind(tool) == "mcp" else "Function"),
     ]] | None = None
-    tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | ToolChoiceAllowed | None = None
+    tool_choice: (Literal["none", "auto", "required"] | ToolChoiceFunction | ToolChoiceAllowed | ToolChoiceMcp
+                  | None) = None
     parallel_tool_calls: bool | None = None
     max_output_tokens: Annotated[int, Field(ge=16)] | None = None  # the spec's minimum
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
@@ -155,7 +162,7 @@ def _check_kinds(data: JsonObject) -> None:
                 '{"type": "function", "function": {...}}.',
                 param=f"tools[{index}]", code="invalid_tool_shape")
     choice = data.get("tool_choice")
-    if isinstance(choice, dict) and choice.get("type") not in ("function", "allowed_tools"):
+    if isinstance(choice, dict) and choice.get("type") not in ("function", "allowed_tools", "mcp"):
         raise InvalidRequest(f"tool_choice of type '{choice.get('type')}' is not supported.", param="tool_choice")
     items = data.get("input")
     for index, item in enumerate(items if isinstance(items, list) else []):
@@ -176,13 +183,17 @@ def build_job(
     history: Sequence[JsonObject],
     items: Sequence[JsonObject],
     mcp_tools: Sequence[ToolSpec] = (),
+    mcp_servers: Mapping[str, Sequence[str]] | None = None,
 ) -> ChatJob:
     """One ChatJob from the stored chain's items, then this request's own (both canonical), offering
     the request's function tools and the MCP servers' tools."""
     tools = [ToolSpec(t.name, t.description or "", t.parameters or {"type": "object", "properties": {}},
                       bool(t.strict)) for t in request.function_tools]
     tools += mcp_tools
-    tools, tool_choice = _tool_choice(request.tool_choice, tools)
+    if isinstance(request.tool_choice, ToolChoiceMcp):
+        tools, tool_choice = _mcp_choice(request.tool_choice, tools, mcp_servers or {})
+    else:
+        tools, tool_choice = _tool_choice(request.tool_choice, tools)
     messages = [Message("system", request.instructions)] if request.instructions else []
     messages += conversation_messages([*history, *items], first_own=len(history))
     schema = _response_schema(request.text.format if request.text else None)
@@ -211,6 +222,22 @@ def _tool_choice(choice: Any, tools: list[ToolSpec]) -> tuple[list[ToolSpec], To
                               param=f"tool_choice.tools[{index}]")
         allowed.add(ref.name)
     return [tool for tool in tools if tool.name in allowed], choice.mode
+
+
+def _mcp_choice(
+    choice: ToolChoiceMcp, tools: list[ToolSpec], servers: Mapping[str, Sequence[str]]
+) -> tuple[list[ToolSpec], ToolChoice]:
+    """A call to the named tool of that server, or to any of its tools."""
+    if choice.server_label not in servers:
+        raise InvalidRequest(f"'tool_choice' names the MCP server '{choice.server_label}', which is not among the "
+                             "given tools.", param="tool_choice.server_label")
+    names = servers[choice.server_label]
+    if choice.name is None:
+        return [tool for tool in tools if tool.name in names], "required"
+    if choice.name not in names:
+        raise InvalidRequest(f"The MCP server '{choice.server_label}' offers no tool '{choice.name}'.",
+                             param="tool_choice.name")
+    return tools, NamedToolChoice(choice.name)
 
 
 def _response_schema(text_format: TextFormat | None) -> JsonObject | None:
