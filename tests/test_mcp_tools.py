@@ -23,8 +23,8 @@ from tests.conftest import fake_routes
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text
 from tests.support.gateway import make_config, running_gateway
 from tests.support.mcp_server import ROOT, STDIO_COMMAND, build_server, serving_http
-from tests.support.openapi import assert_valid
-from tests.support.responses import TERMINAL, post, stream
+from tests.support.openapi import assert_valid, errors
+from tests.support.responses import TERMINAL, get, post, stream
 
 MODEL = "qwen2.5-7b-instruct"
 Calls = list[tuple[str, dict[str, object]]]
@@ -132,6 +132,15 @@ def check_mcp_stream(events: list[dict[str, Any]]) -> dict[str, Any]:
     final = events[-1]["response"]
     assert final["output"] == [finished[index] for index in sorted(finished)], "the items done, and only those"
     return final
+
+
+def assert_listing_valid(listing: dict[str, Any]) -> None:
+    """`ResponseItemList` as published, but for one defect: the spec requires a `request_id` of
+    `mcp_approval_response` items that it never defines (the openai SDK's type has no such field)."""
+    approvals = [item for item in listing["data"] if item["type"] == "mcp_approval_response"]
+    assert_valid("ResponseItemList", {**listing, "data": [item for item in listing["data"] if item not in approvals]})
+    for item in approvals:
+        assert errors("MCPApprovalResponseResource", item) == ["$: 'request_id' is a required property [schema: required]"]
 
 
 def kinds(output: list[Any]) -> list[str]:
@@ -269,6 +278,16 @@ async def test_approval_flow(client: AsyncOpenAI, fake_llama: FakeLlamaServer, m
     third = await client.responses.create(model=MODEL, previous_response_id=second.id, tools=tools,  # type: ignore[arg-type]
                                           input="Thanks.")
     assert third.output_text == "Anything else?" and len(mcp_calls) == 1
+    base = str(client.base_url).rstrip("/")
+    for response in (first, second, third):
+        status, stored = await get(base, f"/responses/{response.id}")
+        assert status == 200
+        assert_valid("Response", stored)
+        status, listing = await get(base, f"/responses/{response.id}/input_items?order=asc")
+        assert status == 200
+        assert_listing_valid(listing)
+    assert [item.type async for item in client.responses.input_items.list(third.id, order="asc")] == [
+        "message", "mcp_list_tools", "mcp_approval_request", "mcp_approval_response", "mcp_call", "message", "message"]
     assert fake_llama.prompts[-1].count('<tool_call>\n{"name": "add"') == 1 and results_in(fake_llama.prompts[-1]) == ["42"]
 
 
