@@ -473,3 +473,15 @@ async def test_tool_choice_mcp(gateway_url: str, fake_llama: FakeLlamaServer) ->
                        ({**choice, "name": "nope"}, "tool_choice.name")):
         status, error = await post(gateway_url, {**ASK, "tool_choice": bad})
         assert (status, error["error"]["param"]) == (400, param)
+
+
+async def test_broken_call_awaiting_approval_is_text(gateway_url: str, fake_llama: FakeLlamaServer) -> None:
+    broken = 'Let me add.\n<tool_call>\n{"name": "add", "arguments": {"a": 2,}}\n</tool_call>'
+    body = {**ASK, "tools": [{"type": "mcp", "server_label": "calc"}]}
+    fake_llama.script(broken, broken)
+    status, whole = await post(gateway_url, body)
+    final = check_mcp_stream(await stream(gateway_url, body))
+    for response in (whole, final):
+        assert kinds(response["output"]) == ["mcp_list_tools", "message"] and response["status"] == "completed"
+        text = response["output"][1]["content"][0]["text"]
+        assert text.startswith("Let me add.") and '"a": 2,}' in text, "the model's slip is its text, not a failure"

@@ -70,8 +70,11 @@ class McpOutputBuilder(OutputBuilder):
             approval = self._approvals.pop(event.index)
             self._whole({"id": new_id("mcpr"), "type": "mcp_approval_request", "server_label": approval.server_label,
                          "name": approval.name, "arguments": event.arguments})
+        elif isinstance(event, ToolCallFailed) and event.index in self._approvals:
+            # Nothing of it went out, streamed or not: what the model wrote is text, in the open message.
+            del self._approvals[event.index]
+            self._grow("message", event.raw)
         elif isinstance(event, ToolCallFailed):
-            self._approvals.pop(event.index, None)
             self._mcp.pop(event.index, None)
             return super().add(event)
         else:
