@@ -480,6 +480,8 @@ async def test_broken_call_awaiting_approval_is_text(gateway_url: str, fake_llam
     body = {**ASK, "tools": [{"type": "mcp", "server_label": "calc"}]}
     fake_llama.script(broken, broken)
     status, whole = await post(gateway_url, body)
+    assert status == 200, whole
+    assert_valid("Response", whole)
     final = check_mcp_stream(await stream(gateway_url, body))
     for response in (whole, final):
         assert kinds(response["output"]) == ["mcp_list_tools", "message"] and response["status"] == "completed"
