@@ -2,17 +2,24 @@
 stdio, reduced to the two things the gateway does with a server: list its tools and call one.
 
 A session lives for one request. Every outcome of a call, including the server's own errors, a
-timeout or a result too large to pass on, comes back as an `McpOutcome` in the shape OpenAI's
-`mcp_call` item carries it; only failing to connect or to list raises (`McpUnavailable`).
+timeout, a connection that broke or a result too large to pass on, comes back as an `McpOutcome`
+in the shape OpenAI's `mcp_call` item carries it; only failing to connect or to list raises
+(`McpUnavailable`).
+
+The SDK's client runs in a task of its own (`_Worker`): its transports keep anyio task groups open
+for the whole session, and when a transport fails (the server went away) such a group cancels the
+task it lives in. That must be the session's task, never the request's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,17 +88,83 @@ class McpOutcome:
     for_model: str = ""
 
 
+Job = Callable[[Client], Awaitable[Any]]
+
+
+class _Worker:
+    """Owns the SDK client in its own task and runs jobs on it, one at a time, for the caller."""
+
+    def __init__(self, endpoint: McpEndpoint, limits: McpLimits) -> None:
+        self._endpoint, self._limits = endpoint, limits
+        self._jobs: asyncio.Queue[tuple[Job, asyncio.Future[Any]] | None] = asyncio.Queue()
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._failure: BaseException | None = None
+        self._task = asyncio.create_task(self._serve(), name=f"mcp:{endpoint.label}")
+
+    async def started(self) -> None:
+        await self._ready
+
+    async def run(self, job: Job) -> Any:
+        if self._failure is not None:
+            raise self._failure
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._jobs.put_nowait((job, future))
+        return await future
+
+    async def close(self) -> None:
+        self._jobs.put_nowait(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self._limits.connect_timeout)
+        except TimeoutError:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _serve(self) -> None:
+        pending: asyncio.Future[Any] | None = None
+        try:
+            async with AsyncExitStack() as stack:
+                # The handshake is bounded by the session's read timeout and, over HTTP, by the
+                # connection's timeouts (an anyio timeout scope cannot wrap entering the client).
+                client = await stack.enter_async_context(Client(_transport(self._endpoint, self._limits, stack),
+                                                                read_timeout_seconds=self._limits.connect_timeout))
+                self._ready.set_result(None)
+                while (item := await self._jobs.get()) is not None:
+                    job, pending = item
+                    try:
+                        pending.set_result(await job(client))
+                    except Exception as error:  # noqa: BLE001 -- the caller's to judge
+                        pending.set_exception(error)
+                    pending = None
+        except BaseException as error:  # the transport broke, the process died, or we were cancelled
+            self._failure = _innermost(error)
+            if not self._ready.done():
+                self._ready.set_exception(McpUnavailable(self._endpoint.label, _reason(self._failure)))
+            for waiting in [pending, *self._waiting()]:
+                if waiting is not None and not waiting.done():
+                    waiting.set_exception(self._failure)
+            if isinstance(error, asyncio.CancelledError):
+                raise
+
+    def _waiting(self) -> list[asyncio.Future[Any]]:
+        futures = []
+        while not self._jobs.empty():
+            item = self._jobs.get_nowait()
+            if item is not None:
+                futures.append(item[1])
+        return futures
+
+
 class McpSession:
-    def __init__(self, label: str, client: Client, limits: McpLimits) -> None:
+    def __init__(self, label: str, worker: _Worker, limits: McpLimits) -> None:
         self.label = label
-        self._client = client
+        self._worker = worker
         self._limits = limits
 
     async def list_tools(self) -> list[McpToolInfo]:
         tools: list[McpToolInfo] = []
         cursor: str | None = None
         for _ in range(_MAX_PAGES):
-            page = await self._client.list_tools(cursor=cursor)
+            page = await self._worker.run(partial(_list_page, cursor=cursor))
             tools += [_tool_info(tool) for tool in page.tools]
             cursor = page.next_cursor
             if cursor is None:
@@ -100,7 +173,8 @@ class McpSession:
 
     async def call(self, name: str, arguments: JsonObject) -> McpOutcome:
         try:
-            result = await self._client.call_tool(name, arguments, read_timeout_seconds=self._limits.call_timeout)
+            result = await self._worker.run(partial(_call_tool, name=name, arguments=arguments,
+                                                    timeout=self._limits.call_timeout))
         except MCPError as error:
             if error.code == mcp_types.REQUEST_TIMEOUT:
                 message = f"The tool call took longer than the gateway's limit of {self._limits.call_timeout:g}s."
@@ -123,6 +197,14 @@ class McpSession:
         return McpOutcome(output=text, for_model=text)
 
 
+async def _list_page(client: Client, cursor: str | None) -> mcp_types.ListToolsResult:
+    return await client.list_tools(cursor=cursor)
+
+
+async def _call_tool(client: Client, name: str, arguments: JsonObject, timeout: float) -> mcp_types.CallToolResult:
+    return await client.call_tool(name, arguments, read_timeout_seconds=timeout)
+
+
 def _failed(error: JsonObject) -> McpOutcome:
     return McpOutcome(error=error, for_model=f"Error: {error['message']}")
 
@@ -142,26 +224,17 @@ def _tool_info(tool: mcp_types.Tool) -> McpToolInfo:
 
 @asynccontextmanager
 async def connect(endpoint: McpEndpoint, limits: McpLimits) -> AsyncIterator[McpSession]:
-    """A session with the server, its handshake done within `connect_timeout`."""
+    """A session with the server (connection refused, a process that will not start: `McpUnavailable`)."""
+    worker = _Worker(endpoint, limits)
     try:
-        async with AsyncExitStack() as stack:
-            # No anyio timeout scope around entering the client: the client's own task group stays
-            # entered after this, and anyio scopes must close in the order they opened. The handshake
-            # is bounded by the session's read timeout and, over HTTP, by the connection's timeouts.
-            try:
-                client = await stack.enter_async_context(Client(_transport(endpoint, limits, stack),
-                                                                read_timeout_seconds=limits.connect_timeout))
-            except Exception as error:  # connection refused, an HTTP error, a process that will not start
-                raise McpUnavailable(endpoint.label, _reason(error)) from error
-            yield McpSession(endpoint.label, client, limits)
-    except BaseExceptionGroup as group:
-        # The client's task group wraps whatever the caller raised while the session was open (a
-        # fault of the request, a cancellation): hand it back as it was raised.
-        raise _innermost(group) from None
+        await worker.started()
+        yield McpSession(endpoint.label, worker, limits)
+    finally:
+        await worker.close()
 
 
-def _innermost(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    error: BaseException = group
+def _innermost(error: BaseException) -> BaseException:
+    """The one failure inside the exception groups task groups wrap it in."""
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]
     return error
@@ -189,7 +262,5 @@ def _transport(endpoint: McpEndpoint, limits: McpLimits, stack: AsyncExitStack) 
 
 
 def _reason(error: BaseException) -> str:
-    """The innermost cause of a failure, which task groups wrap in exception groups."""
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
+    error = _innermost(error)
     return str(error) or type(error).__name__

@@ -9,6 +9,7 @@ the stream's order is checked item by item.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +23,13 @@ from openai import AsyncOpenAI
 from tests.conftest import fake_routes
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text
 from tests.support.gateway import make_config, running_gateway
-from tests.support.mcp_server import ROOT, STDIO_COMMAND, build_server, serving_http
+from tests.support.mcp_server import (
+    ROOT,
+    STDIO_COMMAND,
+    HttpServing,
+    build_server,
+    serving_http,
+)
 from tests.support.openapi import assert_valid, errors
 from tests.support.responses import TERMINAL, get, post, stream
 
@@ -487,3 +494,25 @@ async def test_broken_call_awaiting_approval_is_text(gateway_url: str, fake_llam
         assert kinds(response["output"]) == ["mcp_list_tools", "message"] and response["status"] == "completed"
         text = response["output"][1]["content"][0]["text"]
         assert text.startswith("Let me add.") and '"a": 2,}' in text, "the model's slip is its text, not a failure"
+
+
+async def test_http_server_gone_mid_response(fake_llama: FakeLlamaServer, tmp_path: Path) -> None:
+    serving = HttpServing(build_server())
+    await serving.start()
+    stopped: list[asyncio.Task[None]] = []
+
+    def call_after_the_server_went_away(prompt: str) -> Scripted:
+        stopped.append(asyncio.get_running_loop().create_task(serving.stop()))
+        return Scripted(split_text(hermes_call("add", {"a": 2, "b": 40}), every=200), delay=0.3)
+
+    fake_llama.script(call_after_the_server_went_away, model())
+    try:
+        async with running_gateway(config_for(fake_llama, tmp_path, {"servers": [{"label": "calc", "url": serving.url}]})) as url:
+            events = await stream(url, ASK)
+    finally:
+        await serving.stop()
+    final = check_mcp_stream(events)
+    assert final["status"] == "completed" and kinds(final["output"]) == ["mcp_list_tools", "mcp_call", "message"]
+    call = final["output"][1]
+    assert call["status"] == "failed" and call["error"]["type"] == "mcp_protocol_error"
+    assert final["output"][2]["content"][0]["text"].startswith("The tool said: Error: ")

@@ -68,23 +68,41 @@ def build_server(calls: list[tuple[str, dict[str, object]]] | None = None) -> MC
     return server
 
 
+class HttpServing:
+    """An MCP server served over streamable HTTP on a loopback port, at `url` (`.../mcp`)."""
+
+    def __init__(self, server: MCPServer) -> None:
+        port = free_port()
+        config = uvicorn.Config(server.streamable_http_app(), host="127.0.0.1", port=port, log_level="warning",
+                                lifespan="on")
+        self.url = f"http://127.0.0.1:{port}/mcp"
+        self._web = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._web.serve())
+        while not self._web.started:
+            if self._task.done():
+                self._task.result()  # raises what stopped it
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        """Stop at once, open connections and all (as a server that goes away does)."""
+        self._web.should_exit = self._web.force_exit = True
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+
 @asynccontextmanager
 async def serving_http(server: MCPServer) -> AsyncIterator[str]:
     """Serve over streamable HTTP on a loopback port; yields the endpoint URL (`.../mcp`)."""
-    port = free_port()
-    config = uvicorn.Config(server.streamable_http_app(), host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on")
-    web = uvicorn.Server(config)
-    task = asyncio.create_task(web.serve())
-    while not web.started:
-        if task.done():
-            task.result()  # raises what stopped it
-        await asyncio.sleep(0.02)
+    serving = HttpServing(server)
+    await serving.start()
     try:
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield serving.url
     finally:
-        web.should_exit = True
-        await task
+        await serving.stop()
 
 
 if __name__ == "__main__":
