@@ -199,7 +199,7 @@ def test_unknown_key_rejected() -> None:
     message = parse_error(MINIMAL.replace("type: llamacpp", "type: llamacpp\n    timeouts: {raed: 10}"))
     assert message == "toolwire.yaml: backends[0].timeouts.raed: unknown key (allowed: connect, read)"
     message = parse_error(MINIMAL + "log_levle: debug\n")
-    assert message == "toolwire.yaml: log_levle: unknown key (allowed: listen, responses, auth, limits, cors, debug, log_level, backends, models, router)"
+    assert message == "toolwire.yaml: log_levle: unknown key (allowed: listen, responses, auth, limits, cors, debug, mcp, log_level, backends, models, router)"
     message = parse_error(MINIMAL + "    defaults: {temprature: 0.5}\n")
     assert message.startswith("toolwire.yaml: models[0].defaults.temprature: unknown key (allowed: temperature, ")
 

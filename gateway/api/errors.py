@@ -43,6 +43,7 @@ PERMISSION = ErrorKind(403, "invalid_request_error", "permission_error")
 NOT_FOUND = ErrorKind(404, "invalid_request_error", "not_found_error")
 METHOD_NOT_ALLOWED = ErrorKind(405, "invalid_request_error", "invalid_request_error")
 TOO_LARGE = ErrorKind(413, "invalid_request_error", "request_too_large")
+FAILED_DEPENDENCY = ErrorKind(424, "external_connector_error", "api_error")
 BUSY = ErrorKind(429, "rate_limit_error", "overloaded_error", anthropic_status=529)
 RATE_LIMITED = ErrorKind(429, "rate_limit_error", "rate_limit_error")
 CLIENT_GONE = ErrorKind(499, "invalid_request_error", "invalid_request_error")  # logged only: nobody reads it
@@ -53,7 +54,7 @@ UNAVAILABLE = ErrorKind(503, "server_error", "overloaded_error")
 TIMEOUT = ErrorKind(504, "server_error", "timeout_error")
 
 _BY_STATUS = {kind.status: kind for kind in (
-    INVALID_REQUEST, AUTHENTICATION, PERMISSION, NOT_FOUND, METHOD_NOT_ALLOWED, TOO_LARGE, BUSY,
+    INVALID_REQUEST, AUTHENTICATION, PERMISSION, NOT_FOUND, METHOD_NOT_ALLOWED, TOO_LARGE, FAILED_DEPENDENCY, BUSY,
     INTERNAL, NOT_SUPPORTED, UPSTREAM, UNAVAILABLE, TIMEOUT,
 )}
 
@@ -141,6 +142,11 @@ def _from_fault(fault: faults.Fault) -> ApiError:
             return ApiError(AUTHENTICATION, message, code="invalid_api_key")
         case faults.ModelNotAllowed():
             return ApiError(PERMISSION, message, param="model", code="model_not_allowed")
+        case faults.McpServerNotAllowed():
+            return ApiError(PERMISSION, message, param=fault.param, code="mcp_server_not_allowed")
+        case faults.McpServerFailed():
+            # OpenAI's status for a server it cannot list: 424 Failed Dependency.
+            return ApiError(FAILED_DEPENDENCY, message, param=fault.param, code="mcp_server_failed")
         case faults.BackendBusy():
             return ApiError(BUSY, message, code="backend_busy", headers={"Retry-After": str(fault.retry_after)})
         case faults.RateLimited():

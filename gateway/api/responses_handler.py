@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import replace
+from functools import partial
 
 import structlog
 from aiohttp import web
@@ -17,14 +19,18 @@ from adapters.formats.events import ParseEvent
 
 from ..core.faults import InvalidRequest, NotFound, StoreFailed
 from ..core.job import Affinity
+from ..core.mcp_tools import McpEvent, run_with_mcp
 from ..core.pipeline import Completed
 from ..core.reasoning_memory import LocalReasoningMemory
 from ..core.response_store import JsonObject, ResponseStore, open_store
-from ..ops.app_keys import API_KEY, CHAT_REASONING
+from ..ops.app_keys import API_KEY, CHAT_REASONING, CONFIG
 from ..ops.auth import ApiKey, owner_of
 from ..ops.config import ResponsesConfig
 from .errors import ApiError
 from .json_body import json_response, read_body
+from .mcp_encoding import McpOutputBuilder
+from .mcp_items import as_function_items
+from .mcp_request import open_toolbox, resolve_servers
 from .responses_encoding import (
     EventStream,
     OutputBuilder,
@@ -93,12 +99,27 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     key = request.get(API_KEY)
     history = await _chain(store, parsed.previous_response_id, key)
     items = input_items(parsed)
-    job = build_job(parsed, history, items)
-    meta = ResponseMeta(model=job.model, echo=echo_fields(parsed))
-    job = replace(job, affinity=session_affinity(parsed.previous_response_id, parsed.user, meta.id))
+    meta = ResponseMeta(model=parsed.model, echo=echo_fields(parsed))
+    affinity = session_affinity(parsed.previous_response_id, parsed.user, meta.id)
     keep = _Keeper(store, [*history, *items], parsed.keep, owner_of(key))
-    encoding = Encoding(stream=lambda: _ResponseEvents(meta, keep), collect=lambda: _ResponseCollector(meta, keep))
-    return await answer(request, route, job, encoding, store)
+    if not parsed.mcp_tools:
+        job = build_job(parsed, as_function_items(history, {}), as_function_items(items, {}, context=history))
+        encoding = Encoding(stream=lambda: _ResponseEvents(meta, keep), collect=lambda: _ResponseCollector(meta, keep))
+        return await answer(request, route, replace(job, affinity=affinity), encoding, store)
+    config = request.app[CONFIG].mcp
+    uses = resolve_servers(parsed.mcp_tools, config, key)
+    async with AsyncExitStack() as servers:  # the MCP sessions live as long as the response
+        names = [tool.name for tool in parsed.function_tools]
+        setup = await open_toolbox(servers, uses, [*history, *items], len(history), config, names)
+        job = build_job(parsed, as_function_items(history, setup.results),
+                        as_function_items(items, setup.results, context=history), setup.specs, setup.servers)
+        toolbox = setup.toolbox
+        encoding = Encoding(
+            stream=lambda: _ResponseEvents(meta, keep, McpOutputBuilder(streaming=True, toolbox=toolbox)),
+            collect=lambda: _ResponseCollector(meta, keep, McpOutputBuilder(streaming=False, toolbox=toolbox)),
+        )
+        loop = partial(run_with_mcp, toolbox=toolbox, prelude=setup.prelude)
+        return await answer(request, route, replace(job, affinity=affinity), encoding, store, loop)
 
 
 def session_affinity(previous_id: str | None, user: str | None, response_id: str) -> Affinity:
@@ -127,12 +148,12 @@ async def _chain(store: ResponseStore, previous_id: str | None, key: ApiKey | No
 
 
 class _ResponseCollector:
-    def __init__(self, meta: ResponseMeta, keep: Keep) -> None:
+    def __init__(self, meta: ResponseMeta, keep: Keep, builder: OutputBuilder | None = None) -> None:
         self._meta, self._keep = meta, keep
-        self._builder = OutputBuilder(streaming=False)
+        self._builder = builder or OutputBuilder(streaming=False)
 
-    def add(self, event: ParseEvent) -> None:
-        self._builder.add(event)
+    def add(self, event: ParseEvent | McpEvent) -> None:
+        self._builder.add(event)  # type: ignore[arg-type]  # an McpOutputBuilder takes both
 
     async def result(self, completed: Completed) -> JsonObject:
         self._builder.finish(completed)
@@ -144,17 +165,17 @@ class _ResponseCollector:
 class _ResponseEvents:
     """OpenAI's stream events for one response, numbered in order."""
 
-    def __init__(self, meta: ResponseMeta, keep: Keep) -> None:
+    def __init__(self, meta: ResponseMeta, keep: Keep, builder: OutputBuilder | None = None) -> None:
         self._meta, self._keep = meta, keep
-        self._builder = OutputBuilder(streaming=True)
+        self._builder = builder or OutputBuilder(streaming=True)
         self._sse = EventStream()
 
     def opening(self) -> bytes:
         opening = response_object(self._meta, "in_progress", [])
         return self._sse.encode([lifecycle("created", opening), lifecycle("in_progress", opening)])
 
-    def event(self, event: ParseEvent) -> bytes:
-        return self._sse.encode(self._builder.add(event))
+    def event(self, event: ParseEvent | McpEvent) -> bytes:
+        return self._sse.encode(self._builder.add(event))  # type: ignore[arg-type]  # an McpOutputBuilder takes both
 
     async def closing(self, completed: Completed) -> bytes:
         closing = self._builder.finish(completed)

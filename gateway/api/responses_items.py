@@ -18,8 +18,17 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapt
 from adapters.formats.conversation import Message, ToolCall
 
 from ..core.faults import InvalidRequest
+from .mcp_items import (
+    MCP_ITEM_TYPES,
+    MCP_TAGS,
+    McpApprovalRequestItem,
+    McpApprovalResponseItem,
+    McpCallItem,
+    McpListToolsItem,
+    canonical_mcp_item,
+)
 
-ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning")
+ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", *MCP_ITEM_TYPES)
 JsonObject = dict[str, Any]
 
 
@@ -85,7 +94,7 @@ class ReasoningItem(_Model):
 def _item_tag(value: Any) -> str | None:
     kind = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", None)
     return {"message": "Message", "function_call": "FunctionCall", "function_call_output": "FunctionCallOutput",
-            "reasoning": "Reasoning"}.get(kind) if isinstance(kind, str) else None
+            "reasoning": "Reasoning", **MCP_TAGS}.get(kind) if isinstance(kind, str) else None
 
 
 # Capitalised tags: chat's error formatter leaves such union branch names out of the param path.
@@ -93,7 +102,11 @@ InputItem = Annotated[
     Annotated[MessageItem, Tag("Message")]
     | Annotated[FunctionCallItem, Tag("FunctionCall")]
     | Annotated[FunctionCallOutputItem, Tag("FunctionCallOutput")]
-    | Annotated[ReasoningItem, Tag("Reasoning")],
+    | Annotated[ReasoningItem, Tag("Reasoning")]
+    | Annotated[McpListToolsItem, Tag("McpListTools")]
+    | Annotated[McpCallItem, Tag("McpCall")]
+    | Annotated[McpApprovalRequestItem, Tag("McpApprovalRequest")]
+    | Annotated[McpApprovalResponseItem, Tag("McpApprovalResponse")],
     Discriminator(_item_tag),
 ]
 _ITEMS = TypeAdapter(list[InputItem])
@@ -120,6 +133,8 @@ def _canonical(item: Any, param: str) -> JsonObject:
         output = "\n".join(_texts(item.output, f"{param}.output"))
         return {"id": item.id or new_id("fco"), "type": "function_call_output", "status": "completed",
                 "call_id": item.call_id, "output": output}
+    if isinstance(item, McpListToolsItem | McpCallItem | McpApprovalRequestItem | McpApprovalResponseItem):
+        return canonical_mcp_item(item)
     return {**item.model_dump(exclude_none=True), "id": item.id or new_id("rs")}
 
 
@@ -174,6 +189,7 @@ def _messages(items: Sequence[Any], first_own: int) -> list[Message]:
             last = messages[-1]
             messages[-1] = replace(last, reasoning="\n".join([*filter(None, [last.reasoning]), *reasoning]))
             reasoning = []
+        # MCP items are rendered as function calls before this (mcp_items.as_function_items).
     return messages
 
 

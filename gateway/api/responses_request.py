@@ -3,7 +3,7 @@ the same `ChatJob` that chat completions run on. Input items live in responses_i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
@@ -24,6 +24,7 @@ from ..core.job import ChatJob
 from ..core.schema_checks import check_schema_refs
 from .chat_request import validation_error
 from .json_body import parse_json_object
+from .mcp_request import McpToolParam
 from .responses_items import (
     ITEM_TYPES,
     InputItem,
@@ -58,6 +59,12 @@ class ToolChoiceAllowed(_Model):
     tools: list[ToolChoiceFunction]
 
 
+class ToolChoiceMcp(_Model):
+    type: Literal["mcp"]
+    server_label: str
+    name: str | None = None
+
+
 class TextFormat(_Model):
     type: Literal["text", "json_object", "json_schema"]
     name: str = "response"
@@ -70,6 +77,10 @@ class TextConfig(_Model):
     format: TextFormat | None = None
 
 
+def _kind(value: Any) -> Any:
+    return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+
+
 class ResponsesRequest(_Model):
     model: str
     # Tagged, so an invalid item is reported as such, not also as "input should be a string".
@@ -78,8 +89,13 @@ class ResponsesRequest(_Model):
         Discriminator(lambda value: "Text" if isinstance(value, str) else "Items"),
     ]
     instructions: str | None = None
-    tools: list[FunctionTool] | None = None
-    tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | ToolChoiceAllowed | None = None
+    # Capitalised tags, which chat's error formatter leaves out of the param path.
+    tools: list[Annotated[
+        Annotated[FunctionTool, Tag("Function")] | Annotated[McpToolParam, Tag("Mcp")],
+        Discriminator(lambda tool: "Mcp" if _kind(tool) == "mcp" else "Function"),
+    ]] | None = None
+    tool_choice: (Literal["none", "auto", "required"] | ToolChoiceFunction | ToolChoiceAllowed | ToolChoiceMcp
+                  | None) = None
     parallel_tool_calls: bool | None = None
     max_output_tokens: Annotated[int, Field(ge=16)] | None = None  # the spec's minimum
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
@@ -100,6 +116,15 @@ class ResponsesRequest(_Model):
     @property
     def keep(self) -> bool:
         return self.store is not False  # OpenAI stores unless told not to
+
+    @property
+    def function_tools(self) -> list[FunctionTool]:
+        return [tool for tool in self.tools or [] if isinstance(tool, FunctionTool)]
+
+    @property
+    def mcp_tools(self) -> list[tuple[int, McpToolParam]]:
+        """The `mcp` tools with their positions in `tools` (to name them in errors)."""
+        return [(index, tool) for index, tool in enumerate(self.tools or []) if isinstance(tool, McpToolParam)]
 
 
 def parse_responses_request(body: bytes) -> ResponsesRequest:
@@ -126,8 +151,9 @@ def _check_kinds(data: JsonObject) -> None:
     for index, tool in enumerate(tools or []):
         if not isinstance(tool, dict):
             continue
-        if tool.get("type") != "function":
-            raise InvalidRequest(f"Tools of type '{tool.get('type')}' are not supported; only 'function' tools are.",
+        if tool.get("type") not in ("function", "mcp"):
+            raise InvalidRequest(f"Tools of type '{tool.get('type')}' are not supported; only 'function' and 'mcp' "
+                                 "tools are.",
                               param=f"tools[{index}].type", code="unsupported_tool")
         if "function" in tool and "name" not in tool:
             raise InvalidRequest(
@@ -136,7 +162,7 @@ def _check_kinds(data: JsonObject) -> None:
                 '{"type": "function", "function": {...}}.',
                 param=f"tools[{index}]", code="invalid_tool_shape")
     choice = data.get("tool_choice")
-    if isinstance(choice, dict) and choice.get("type") not in ("function", "allowed_tools"):
+    if isinstance(choice, dict) and choice.get("type") not in ("function", "allowed_tools", "mcp"):
         raise InvalidRequest(f"tool_choice of type '{choice.get('type')}' is not supported.", param="tool_choice")
     items = data.get("input")
     for index, item in enumerate(items if isinstance(items, list) else []):
@@ -152,13 +178,24 @@ def input_items(request: ResponsesRequest) -> list[JsonObject]:
     return canonical_items(items)
 
 
-def build_job(request: ResponsesRequest, history: Sequence[JsonObject], items: Sequence[JsonObject]) -> ChatJob:
-    """One ChatJob from the stored chain's items, then this request's own (both canonical)."""
+def build_job(
+    request: ResponsesRequest,
+    history: Sequence[JsonObject],
+    items: Sequence[JsonObject],
+    mcp_tools: Sequence[ToolSpec] = (),
+    mcp_servers: Mapping[str, Sequence[str]] | None = None,
+) -> ChatJob:
+    """One ChatJob from the stored chain's items, then this request's own (both canonical), offering
+    the request's function tools and the MCP servers' tools."""
     tools = [ToolSpec(t.name, t.description or "", t.parameters or default_parameters(),
-                      bool(t.strict)) for t in request.tools or []]
+                      bool(t.strict)) for t in request.function_tools]
     for index, tool in enumerate(tools):
         check_schema_refs(tool.parameters, f"tools[{index}].parameters")
-    tools, tool_choice = _tool_choice(request.tool_choice, tools)
+    tools += mcp_tools
+    if isinstance(request.tool_choice, ToolChoiceMcp):
+        tools, tool_choice = _mcp_choice(request.tool_choice, tools, mcp_servers or {})
+    else:
+        tools, tool_choice = _tool_choice(request.tool_choice, tools)
     messages = [Message("system", request.instructions)] if request.instructions else []
     messages += conversation_messages([*history, *items], first_own=len(history))
     schema = _response_schema(request.text.format if request.text else None)
@@ -191,6 +228,22 @@ def _tool_choice(choice: Any, tools: list[ToolSpec]) -> tuple[list[ToolSpec], To
     return [tool for tool in tools if tool.name in allowed], choice.mode
 
 
+def _mcp_choice(
+    choice: ToolChoiceMcp, tools: list[ToolSpec], servers: Mapping[str, Sequence[str]]
+) -> tuple[list[ToolSpec], ToolChoice]:
+    """A call to the named tool of that server, or to any of its tools."""
+    if choice.server_label not in servers:
+        raise InvalidRequest(f"'tool_choice' names the MCP server '{choice.server_label}', which is not among the "
+                             "given tools.", param="tool_choice.server_label")
+    names = servers[choice.server_label]
+    if choice.name is None:
+        return [tool for tool in tools if tool.name in names], "required"
+    if choice.name not in names:
+        raise InvalidRequest(f"The MCP server '{choice.server_label}' offers no tool '{choice.name}'.",
+                             param="tool_choice.name")
+    return tools, NamedToolChoice(choice.name)
+
+
 def _response_schema(text_format: TextFormat | None) -> JsonObject | None:
     if text_format is None or text_format.type == "text":
         return None
@@ -204,7 +257,7 @@ def _response_schema(text_format: TextFormat | None) -> JsonObject | None:
 def echo_fields(request: ResponsesRequest) -> JsonObject:
     """The request's settings as the `Response` object repeats them."""
     tools = [{"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters,
-              "strict": bool(t.strict)} for t in request.tools or []]
+              "strict": bool(t.strict)} if isinstance(t, FunctionTool) else t.echo() for t in request.tools or []]
     choice = request.tool_choice
     text_format = request.text.format if request.text and request.text.format else TextFormat(type="text")
     if text_format.type == "json_schema":

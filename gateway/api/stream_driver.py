@@ -18,7 +18,6 @@ import structlog
 from aiohttp import web
 
 from adapters.backends.errors import BackendError
-from adapters.formats.events import ParseEvent
 
 from ..core.fallbacks import run_with_fallbacks
 from ..core.faults import (
@@ -49,8 +48,9 @@ class StreamEncoder(Protocol):
 
     def opening(self) -> bytes: ...
 
-    def event(self, event: ParseEvent) -> bytes:
-        """The bytes for one parser event (empty when it sends nothing)."""
+    def event(self, event: Any) -> bytes:
+        """The bytes for one event of the run: a parser event, or one of the runner's own (empty when it
+        sends nothing)."""
         ...
 
     async def closing(self, completed: Completed) -> bytes: ...
@@ -63,11 +63,17 @@ class StreamEncoder(Protocol):
 class Collector(Protocol):
     """How a surface gathers the same events into one answer."""
 
-    def add(self, event: ParseEvent) -> None: ...
+    def add(self, event: Any) -> None: ...
 
     async def result(self, completed: Completed) -> Any:
         """The JSON body of the whole answer."""
         ...
+
+
+# What produces one round's events: `run_chat` behind the route's fallbacks.
+Runner = Callable[[ChatJob, Route, RequestTrace], AsyncGenerator[Any, None]]
+# Rounds the gateway runs itself (the MCP tool loop), given the runner for each round.
+ToolLoop = Callable[[ChatJob, Route, RequestTrace, Runner], AsyncGenerator[Any, None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +101,16 @@ def _check_backend_can(job: ChatJob, route: Route) -> None:
 
 
 async def answer(
-    request: web.Request, route: Route, job: ChatJob, encoding: Encoding, memory: ReasoningMemory | None = None
+    request: web.Request,
+    route: Route,
+    job: ChatJob,
+    encoding: Encoding,
+    memory: ReasoningMemory | None = None,
+    loop: ToolLoop | None = None,
 ) -> web.StreamResponse:
     """Run the job within the request's deadline and the backend's slot, and answer it. With a `memory`,
-    call turns get back reasoning the client dropped, and this reply's is kept (reasoning_memory)."""
+    call turns get back reasoning the client dropped, and this reply's is kept (reasoning_memory); with a
+    `loop`, the gateway runs tool rounds itself (the MCP tool loop), each on the same runner."""
     _check_backend_can(job, route)
     limit = request.app[CONFIG].limits.request_timeout
     deadline = asyncio.get_running_loop().time() + limit
@@ -113,7 +125,10 @@ async def answer(
     slot = nullcontext() if route.pool is not None else table.limiter(route.backend.name).slot()
     try:
         async with slot:
-            events = run_with_fallbacks(job, route, table.route_for_name, trace)
+            def run(job: ChatJob, route: Route, trace: RequestTrace) -> AsyncGenerator[Any, None]:
+                return run_with_fallbacks(job, route, table.route_for_name, trace)
+
+            events = run(job, route, trace) if loop is None else loop(job, route, trace, run)
             if memory is not None:
                 events = remembering(events, memory)
             try:

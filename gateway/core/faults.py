@@ -145,3 +145,20 @@ class ClientGone(Fault):
 
     def __init__(self) -> None:
         super().__init__("The client went away.")
+
+
+class McpServerNotAllowed(Fault):
+    """The caller's key may not use this MCP server."""
+
+    def __init__(self, label: str, param: str) -> None:
+        super().__init__(f"This API key may not use the MCP server '{label}'.")
+        self.label = label
+        self.param = param
+
+
+class McpServerFailed(Fault):
+    """An MCP server the request needs could not be reached or would not list its tools."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param

@@ -21,6 +21,7 @@ class ApiKey:
     models: tuple[str, ...]
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
+    mcp_servers: tuple[str, ...] = ("*",)
 
     @property
     def key_id(self) -> str:
@@ -35,12 +36,16 @@ class ApiKey:
         """Who owns what this key stores: a digest of the key, so the store never holds the key."""
         return hashlib.sha256(b"toolwire-owner:" + self.secret).hexdigest()[:32]
 
+    def allows_mcp(self, label: str) -> bool:
+        return any(fnmatch.fnmatchcase(label, pattern) for pattern in self.mcp_servers)
+
 
 class KeyRing:
     def __init__(self, config: AuthConfig, environ: Mapping[str, str] | None = None) -> None:
         environ = os.environ if environ is None else environ
         keys = [
-            ApiKey(item.key.encode(), item.models, item.requests_per_minute, item.tokens_per_minute)
+            ApiKey(item.key.encode(), item.models, item.requests_per_minute, item.tokens_per_minute,
+                   item.mcp_servers)
             for item in config.api_keys
         ]
         keys += [ApiKey(k.strip().encode(), ("*",)) for k in environ.get(KEYS_ENV, "").split(",") if k.strip()]

@@ -31,6 +31,7 @@ from adapters.backends.managed import LaunchSpec, is_model_package
 from ..core.decoding import ConstrainMode
 from ..core.routing import TEMPLATE_FROM_BACKEND, is_glob
 from .durations import parse_duration
+from .mcp_config import McpConfig
 
 DEFAULT_CONFIG_PATH = Path("config/toolwire.yaml")
 CONFIG_ENV_VAR = "TOOLWIRE_CONFIG"
@@ -279,6 +280,7 @@ class ApiKeyConfig(_Section):
     models: tuple[str, ...] = ("*",)  # public model names (globs allowed) this key may use
     requests_per_minute: int | None = Field(default=None, gt=0)  # beyond it: 429
     tokens_per_minute: int | None = Field(default=None, gt=0)  # prompt + completion tokens
+    mcp_servers: tuple[str, ...] = ("*",)  # labels (globs allowed) of the declared MCP servers it may use
 
 
 class AuthConfig(_Section):
@@ -346,6 +348,7 @@ class GatewayConfig(_Section):
     limits: LimitsConfig = LimitsConfig()
     cors: CorsConfig = CorsConfig()
     debug: DebugConfig = DebugConfig()
+    mcp: McpConfig = McpConfig()
     log_level: LogLevel = "info"
     backends: tuple[BackendConfig, ...]
     models: tuple[ModelRoute, ...]
