@@ -16,7 +16,7 @@ from .api.chat_handler import chat_completions
 from .api.debug_render import render_prompt
 from .api.health import PROBE, BackendProbe, live, models_status, ready
 from .api.messages_handler import add_messages_routes
-from .api.models_handler import list_models
+from .api.models_handler import list_models, retrieve_model
 from .api.responses_handler import add_responses_routes
 from .core.balancing import BackendPool, PoolMember
 from .core.chat_template import TemplateError, load_template_file
@@ -168,6 +168,7 @@ def create_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/health/models", models_status)
     app.router.add_get("/metrics", app[METRICS].handler)
     app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model}", retrieve_model)
     app.router.add_post("/v1/chat/completions", chat_completions)
     add_responses_routes(app, config.responses)
     add_messages_routes(app)

@@ -8,6 +8,7 @@ API `{"type": "error", "error": {"type", "message"}}`; both come from the same `
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -107,9 +108,16 @@ class ApiError(Exception):
         return self.anthropic_body(request_id) if shape == "anthropic" else self.body()
 
 
-def error_shape(path: str) -> ErrorShape:
-    """Which API's error shape a request path speaks."""
-    return "anthropic" if path.startswith("/v1/messages") else "openai"
+def speaks_anthropic(headers: Mapping[str, str]) -> bool:
+    """The `anthropic` SDKs send `anthropic-version` on every request; OpenAI's never do."""
+    return "anthropic-version" in headers
+
+
+def error_shape(path: str, headers: Mapping[str, str]) -> ErrorShape:
+    """Which API's error shape a request speaks: its path, or for the shared models list, its client."""
+    if path.startswith("/v1/messages") or (path.startswith("/v1/models") and speaks_anthropic(headers)):
+        return "anthropic"
+    return "openai"
 
 
 def _server_error(kind: ErrorKind, message: str, code: str) -> ApiError:

@@ -69,7 +69,7 @@ async def observe_and_errors(request: web.Request, handler: Any) -> web.StreamRe
 
 
 def _error(request: web.Request, request_id: str, failure: ApiError) -> web.Response:
-    shape = error_shape(request.path)
+    shape = error_shape(request.path, request.headers)
     return error_response(failure, shape, request_id if shape == "anthropic" else None)
 
 
