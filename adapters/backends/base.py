@@ -30,6 +30,9 @@ class SamplingParams:
     repeat_penalty: float | None = None
     # OpenAI's logit_bias as (token id, bias) pairs; only backends with "logit_bias" in `features`.
     logit_bias: tuple[tuple[int, float], ...] | None = None
+    # Log probabilities asked for: None = none; N = each token's own plus its N likeliest
+    # alternatives. Only backends with "logprobs" in `features`.
+    logprobs: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +88,22 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token's log probability, and the likeliest tokens at its place (`top`)."""
+
+    token: str
+    logprob: float
+    utf8: tuple[int, ...] | None = None  # the token's bytes, where a token is part of a character
+    top: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class TextPiece:
     """Generated text: everything one read from the backend carried, never empty."""
 
     text: str
+    # The tokens that made the text, when log probabilities were asked for (empty otherwise).
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +136,7 @@ class Backend(Protocol):
     name: str
     # Which `Constraint` kinds it can enforce: "json_schema", "grammar", "lazy_grammar".
     constraints: frozenset[str]
-    # Request options it honors beyond plain sampling: "logit_bias".
+    # Request options it honors beyond plain sampling: "logit_bias", "logprobs".
     features: frozenset[str]
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:

@@ -16,12 +16,14 @@ from .base import (
     GenerationRequest,
     TemplateInfo,
     TextPiece,
+    TokenLogprob,
     Usage,
     drop_none,
     sampler_fields,
 )
 from .errors import BackendError, BackendProtocolError, BackendRejected, TemplateUnavailable
 from .http import BackendHttp, HttpSettings, error_message, parse_json
+from .logprobs import token_list
 
 # llama-server's stop_type -> OpenAI finish_reason. "none" means it stopped for no reason it
 # could name (e.g. the slot was released); treat it as a normal stop.
@@ -33,7 +35,7 @@ _FINISH_REASONS = {"eos": "stop", "word": "stop", "limit": "length", "none": "st
 class LlamaCppBackend:
     type = "llamacpp"
     constraints = frozenset({"json_schema", "grammar", "lazy_grammar"})
-    features = frozenset({"logit_bias"})
+    features = frozenset({"logit_bias", "logprobs"})
 
     def __init__(self, name: str, settings: HttpSettings) -> None:
         self.name = name
@@ -51,6 +53,8 @@ class LlamaCppBackend:
             **sampler_fields(sampling),
             "logit_bias": [[token, bias] for token, bias in sampling.logit_bias] if sampling.logit_bias else None,
             "cache_prompt": True,
+            # The server sends probabilities only for n_probs > 0; the list is cut to what was asked.
+            "n_probs": max(1, sampling.logprobs) if sampling.logprobs is not None else None,
         }
         preserved = list(request.preserved_tokens)
         constraint = request.constraint
@@ -69,6 +73,10 @@ class LlamaCppBackend:
         return drop_none(body)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
+        top_n = request.sampling.logprobs
+        # A token's probabilities come with its own chunk even when its text is held back (a possible
+        # stop string) or dropped (a stop string): kept until text goes out, the pipeline sorts them.
+        probs: list[TokenLogprob] = []
         async with self._http.request("POST", "/completion", self.completion_body(request)) as response:
             async for lines in self._http.lines(response):
                 texts: list[str] = []
@@ -80,18 +88,21 @@ class LlamaCppBackend:
                         raise BackendProtocolError(self.name, f"backend '{self.name}' sent a non-object chunk")
                     if "error" in chunk:
                         if texts:  # what came before the error still reaches the client
-                            yield TextPiece("".join(texts))
+                            yield TextPiece("".join(texts), tuple(probs))
                         raise self._stream_error(chunk)
                     text = chunk.get("content")
                     if text:
                         texts.append(text)
+                    if top_n is not None:
+                        probs += token_list(chunk.get("completion_probabilities"), top_n)
                     if chunk.get("stop"):
                         if texts:
-                            yield TextPiece("".join(texts))
+                            yield TextPiece("".join(texts), tuple(probs))
                         yield self._finish(chunk)
                         return
                 if texts:
-                    yield TextPiece("".join(texts))
+                    yield TextPiece("".join(texts), tuple(probs))
+                    probs = []
         raise BackendProtocolError(self.name, f"backend '{self.name}' ended the stream without its final chunk")
 
     def _stream_error(self, chunk: dict[str, Any]) -> BackendError:

@@ -20,6 +20,7 @@ from .base import (
     GenerationRequest,
     TemplateInfo,
     TextPiece,
+    TokenLogprob,
     Usage,
     drop_none,
     sampler_fields,
@@ -34,6 +35,7 @@ from .errors import (
     TemplateUnavailable,
 )
 from .http import BackendHttp, HttpSettings, error_message, parse_json
+from .logprobs import token_list
 
 log = structlog.get_logger("toolwire.backends.ollama")
 
@@ -48,7 +50,8 @@ class OllamaBackend:
     type = "ollama"
     # `format` takes a JSON schema for the whole output; there are no grammars.
     constraints = frozenset({"json_schema"})
-    features: frozenset[str] = frozenset()  # /api/generate has no logit bias
+    # /api/generate has no logit bias; it has log probabilities since Ollama 0.12.11.
+    features: frozenset[str] = frozenset({"logprobs"})
 
     def __init__(self, name: str, settings: HttpSettings) -> None:
         self.name = name
@@ -80,12 +83,17 @@ class OllamaBackend:
             body["keep_alive"] = _keep_alive(request.keep_alive)
         if request.constraint is not None and request.constraint.json_schema is not None:
             body["format"] = request.constraint.json_schema
+        if sampling.logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = sampling.logprobs
         return body
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
         body = self.generate_body(request, await self._num_ctx(request))
+        top_n = request.sampling.logprobs
         try:
             async with self._http.request("POST", "/api/generate", body) as response:
+                probs: list[TokenLogprob] = []  # kept until text goes out (as llama.cpp's)
                 async for lines in self._http.lines(response):
                     texts: list[str] = []
                     for line in lines:
@@ -97,18 +105,21 @@ class OllamaBackend:
                         if "error" in chunk:
                             message, _ = error_message(chunk)
                             if texts:  # what came before the error still reaches the client
-                                yield TextPiece("".join(texts))
+                                yield TextPiece("".join(texts), tuple(probs))
                             raise BackendError(self.name, f"backend '{self.name}' failed mid-stream: {message}")
                         text = chunk.get("response")
                         if text:
                             texts.append(text)
+                        if top_n is not None:
+                            probs += token_list(chunk.get("logprobs"), top_n)
                         if chunk.get("done"):
                             if texts:
-                                yield TextPiece("".join(texts))
+                                yield TextPiece("".join(texts), tuple(probs))
                             yield _finish(chunk)
                             return
                     if texts:
-                        yield TextPiece("".join(texts))
+                        yield TextPiece("".join(texts), tuple(probs))
+                        probs = []
         except BackendRejected as error:
             # Ollama's errors are bare strings, so the shared mapping cannot see this kind.
             if "context length" in error.message:

@@ -19,6 +19,7 @@ from .base import (
     GenerationRequest,
     TemplateInfo,
     TextPiece,
+    TokenLogprob,
     Usage,
     drop_none,
 )
@@ -30,6 +31,7 @@ from .errors import (
     TemplateUnavailable,
 )
 from .http import BackendHttp, HttpSettings, error_message, parse_json
+from .logprobs import completion_lists
 
 # Sent when neither the request nor the route sets max_tokens and the server cannot tell what is
 # left of the context: OpenAI's own default (16) would cut almost every answer short.
@@ -52,7 +54,7 @@ class OpenAICompletionsBackend:
     health_path = "/v1/models"  # the one route every OpenAI-compatible server has
     # No standard way to constrain a text completion: prefill only.
     constraints: frozenset[str] = frozenset()
-    features: frozenset[str] = frozenset({"logit_bias"})  # part of OpenAI's completions API
+    features: frozenset[str] = frozenset({"logit_bias", "logprobs"})  # both part of OpenAI's completions API
 
     def __init__(self, name: str, settings: HttpSettings) -> None:
         self.name = name
@@ -74,6 +76,7 @@ class OpenAICompletionsBackend:
             "presence_penalty": sampling.presence_penalty,
             "frequency_penalty": sampling.frequency_penalty,
             "logit_bias": {str(token): bias for token, bias in sampling.logit_bias} if sampling.logit_bias else None,
+            "logprobs": sampling.logprobs,
             **self.extra_fields(request),
         }
         return drop_none(body)
@@ -92,7 +95,7 @@ class OpenAICompletionsBackend:
                 async for lines in self._http.lines(response):
                     text, finish, error = decoder.take(lines)
                     if text:
-                        yield TextPiece(text)
+                        yield TextPiece(text, decoder.take_logprobs())
                     if error is not None:
                         raise error
                     if finish is not None:
@@ -218,6 +221,16 @@ class _StreamDecoder:
         self._reason: FinishReason | None = None
         self._usage = Usage()
         self._stop_word: str | None = None
+        self._top_n = request.sampling.logprobs
+        self._logprobs: list[TokenLogprob] = []
+
+    def take_logprobs(self) -> tuple[TokenLogprob, ...]:
+        """The tokens read since the last call; those of end-of-turn text held back here come too,
+        and match no content later (the pipeline's alignment drops them)."""
+        if not self._logprobs:
+            return ()
+        taken, self._logprobs = tuple(self._logprobs), []
+        return taken
 
     def take(self, lines: list[bytes]) -> tuple[str, Finish | None, BackendError | None]:
         """The text of one read's lines (sent even when an error follows it), and how it ended."""
@@ -252,6 +265,8 @@ class _StreamDecoder:
                 raise backend._broken("sent a choice that is not a JSON object")
             if choice.get("text"):
                 texts.append(choice["text"])
+            if self._top_n is not None:  # a held-back token's come with empty text
+                self._logprobs += completion_lists(choice.get("logprobs"), self._top_n)
             if choice.get("finish_reason"):
                 self._reason = backend._finish_reason(choice["finish_reason"])
                 stop = choice.get("stop_reason")  # vLLM names the stop string that ended it

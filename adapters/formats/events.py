@@ -7,11 +7,17 @@ nothing else, which is what keeps streaming and non-streaming on one code path.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from adapters.backends.base import TokenLogprob
 
 
 @dataclass(slots=True)
 class TextDelta:
     text: str
+    # The tokens behind this text, set by the pipeline only when log probabilities were asked for.
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 @dataclass(slots=True)

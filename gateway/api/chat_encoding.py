@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from adapters.backends import Usage
+from adapters.backends.base import TokenLogprob
 from adapters.formats.events import (
     ParseEvent,
     ReasoningDelta,
@@ -25,6 +26,7 @@ from adapters.formats.events import (
 from ..core.faults import CallBrokeOff
 from ..core.pipeline import Completed
 from .errors import ApiError
+from .logprobs_encoding import chat_logprobs
 
 
 def usage_body(usage: Usage) -> dict[str, Any]:
@@ -45,7 +47,10 @@ class ChunkEncoder:
     encoded once per request; a chunk is then its delta between two prepared byte strings.
     """
 
-    def __init__(self, completion_id: str, model: str, *, include_usage: bool, created: int | None = None) -> None:
+    def __init__(
+        self, completion_id: str, model: str, *, include_usage: bool, created: int | None = None, logprobs: bool = False
+    ) -> None:
+        self._logprobs = logprobs
         self._base = {
             "id": completion_id,
             "object": "chat.completion.chunk",
@@ -76,6 +81,8 @@ class ChunkEncoder:
     def event(self, event: ParseEvent) -> bytes:
         """The chunk for one parser event (empty for events with nothing to send)."""
         if isinstance(event, TextDelta):
+            if self._logprobs:
+                return self._content_with_logprobs(event)
             return self._head + b'{"content":' + orjson.dumps(event.text) + b"}" + self._tail
         if isinstance(event, ToolCallArgs):
             return (self._head + b'{"tool_calls":[{"index":' + str(event.index).encode() + b',"function":{"arguments":'
@@ -91,6 +98,14 @@ class ChunkEncoder:
             raise CallBrokeOff(event.index, event.reason)
         return b""
 
+    def _content_with_logprobs(self, event: TextDelta) -> bytes:
+        choice = {"index": 0, "delta": {"content": event.text}, "logprobs": chat_logprobs(event.logprobs),
+                  "finish_reason": None}
+        chunk: dict[str, Any] = {**self._base, "choices": [choice]}
+        if self._include_usage:
+            chunk["usage"] = None
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
     async def closing(self, completed: Completed) -> bytes:
         data = self._chunk({}, completed.finish_reason)
         if self._include_usage:
@@ -105,16 +120,19 @@ class ChunkEncoder:
 class ResponseCollector:
     """Gathers the same events into one `chat.completion` object."""
 
-    def __init__(self, completion_id: str, model: str) -> None:
+    def __init__(self, completion_id: str, model: str, *, logprobs: bool = False) -> None:
         self._id = completion_id
         self._model = model
         self._content: list[str] = []
+        self._tokens: list[TokenLogprob] | None = [] if logprobs else None
         self._reasoning: list[str] = []
         self._calls: dict[int, dict[str, Any]] = {}
 
     def add(self, event: ParseEvent) -> None:
         if isinstance(event, TextDelta):
             self._content.append(event.text)
+            if self._tokens is not None and event.logprobs:
+                self._tokens += event.logprobs
         elif isinstance(event, ToolCallStart):
             self._calls[event.index] = {"id": event.id, "name": event.name}
         elif isinstance(event, ToolCallEnd):
@@ -150,6 +168,8 @@ class ResponseCollector:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self._model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
+            "choices": [{"index": 0, "message": message,
+                         "logprobs": chat_logprobs(self._tokens) if self._tokens is not None else None,
+                         "finish_reason": finish_reason}],
             "usage": usage_body(completed.usage),
         }

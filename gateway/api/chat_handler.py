@@ -18,8 +18,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     job = parse_chat_request(await read_body(request))
     route = admit(request, job.model)
     completion_id = "chatcmpl-" + secrets.token_hex(12)
+    logprobs = job.sampling.logprobs is not None
     encoding = Encoding(
-        stream=partial(ChunkEncoder, completion_id, job.model, include_usage=job.include_usage),
-        collect=partial(ResponseCollector, completion_id, job.model),
+        stream=partial(ChunkEncoder, completion_id, job.model, include_usage=job.include_usage, logprobs=logprobs),
+        collect=partial(ResponseCollector, completion_id, job.model, logprobs=logprobs),
     )
     return await answer(request, route, job, encoding, request.app.get(CHAT_REASONING))

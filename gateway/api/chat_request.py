@@ -136,9 +136,9 @@ class ChatCompletionRequest(_Model):
     response_format: ResponseFormat | None = None
     user: str | None = None  # the caller's end user: a session key for `balance: affinity`
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
-    # Accepted only in their harmless values: toolwire returns no log probabilities and no audio.
-    logprobs: bool | None = None
+    logprobs: bool | None = None  # honored where the backend gives them (stream_driver checks)
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    # Accepted only in their harmless values: toolwire returns no audio.
     modalities: list[Literal["text", "audio"]] | None = None
     audio: dict[str, Any] | None = None
 
@@ -184,16 +184,16 @@ def _param_path(location: tuple[Any, ...]) -> str:
 
 def _refuse_unsupported(request: ChatCompletionRequest) -> None:
     """What toolwire cannot honor is a clear 400, never silently dropped."""
+    if request.top_logprobs and request.logprobs is not True:
+        raise InvalidRequest("'top_logprobs' needs 'logprobs': true.", param="top_logprobs", code="invalid_value")
     refused = {
-        "logprobs": request.logprobs is True,
-        "top_logprobs": bool(request.top_logprobs),
         "modalities": "audio" in (request.modalities or ()),
         "audio": request.audio is not None,
     }
     for param, asked in refused.items():
         if asked:
             raise InvalidRequest(f"'{param}' is not supported: toolwire returns text and tool calls only, without "
-                                 "log probabilities or audio.", param=param, code="unsupported_parameter")
+                                 "audio.", param=param, code="unsupported_parameter")
 
 
 def _logit_bias(bias: dict[str, float] | None) -> tuple[tuple[int, float], ...] | None:
@@ -229,6 +229,7 @@ def _to_job(request: ChatCompletionRequest) -> ChatJob:
         frequency_penalty=request.frequency_penalty,
         repeat_penalty=request.repeat_penalty,
         logit_bias=_logit_bias(request.logit_bias),
+        logprobs=(request.top_logprobs or 0) if request.logprobs else None,
     )
     conversation = Conversation(
         messages=messages,

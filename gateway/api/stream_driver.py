@@ -95,9 +95,12 @@ def admit(request: web.Request, model: str) -> Route:
 
 def _check_backend_can(job: ChatJob, route: Route) -> None:
     """Options only some backends honor are refused where they would be dropped."""
-    if job.sampling.logit_bias and "logit_bias" not in getattr(route.backend, "features", frozenset()):
-        raise InvalidRequest(f"'logit_bias' is not supported by backend '{route.backend.name}' serving "
-                             f"'{job.model}'.", param="logit_bias", code="unsupported_parameter")
+    features: frozenset[str] = getattr(route.backend, "features", frozenset())
+    asked = {"logit_bias": bool(job.sampling.logit_bias), "logprobs": job.sampling.logprobs is not None}
+    for param, wanted in asked.items():
+        if wanted and param not in features:
+            raise InvalidRequest(f"'{param}' is not supported by backend '{route.backend.name}' serving "
+                                 f"'{job.model}'.", param=param, code="unsupported_parameter")
 
 
 async def answer(

@@ -18,6 +18,7 @@ from adapters.formats.events import ParseEvent
 from .call_checks import CallChecker
 from .decoding import plan_decoding
 from .job import ChatJob
+from .logprob_alignment import LogprobAligner
 from .prompt import render_prompt
 from .repair import CallRepair
 from .resume import open_generation
@@ -92,6 +93,7 @@ async def run_chat(
         checker = CallChecker(
             conversation.tools, route.validators, constrained=decoding.constraint is not None, one_call=decoding.one_call
         )
+        aligner = LogprobAligner() if job.sampling.logprobs is not None else None
         # The prefill is text the model "wrote": it opens the call the model goes on with.
         if events := await checker.check(repair.check(parser.feed(decoding.prefill))):
             yield events
@@ -102,11 +104,15 @@ async def run_chat(
             if trace.debug:
                 raw.append(piece.text)
             events = await checker.check(repair.check(parser.feed(piece.text)))
+            if aligner is not None:
+                aligner.place(piece.logprobs, events)
             if events or piece is first:  # the first, even empty: the stream's opening goes out now
                 yield events
             piece = await backend.next()
         assert isinstance(piece, Finish), "backends end every generation with a Finish"
         if events := await checker.check(repair.check(parser.close(cut=piece.reason == "length"))):
+            if aligner is not None:
+                aligner.place((), events)
             yield events
     finally:
         await backend.close()

@@ -77,8 +77,13 @@ Generation (``server-context.cpp`` process_token / post_decode, ``common/common.
 - ``GET /health`` 200 ``{"status": "ok"}``; ``GET /props`` (get_res_props); ``GET /v1/models`` (get_res_models);
   ``POST /tokenize`` ``{"tokens": [...]}`` (with_pieces: ``[{"id", "piece"}]``); ``POST /detokenize``.
 
+- ``n_probs`` > 0: every partial carries ``completion_probabilities``: ``[{id, token, bytes, logprob,
+  top_logprobs: [{id, token, bytes, logprob}] * n_probs}]`` for its token, also when its content is held back
+  or is a stop string's ("" content) [seen]; with ``post_sampling_probs`` ``prob`` and ``top_probs`` instead
+  [seen]; a non-stream final has them all. The values are the fake's own (``tests/fakes/token_probs.py``).
+
 Not modelled (the fake answers as noted): multiple prompts in one request and ``n_cmpl`` > 1 (400 naming the
-fake), n_probs / completion_probabilities, return_progress events, grammars (accepted, recorded, not enforced),
+fake), return_progress events, grammars (accepted, recorded, not enforced),
 logit_bias (accepted, reported as []), invalid UTF-8 pieces, OPTIONS pre-flight. Stop strings are matched on
 characters, not bytes. Tokens and ids are the fake's own (see ``split_text``). Defaults in
 ``generation_settings`` and ``/props`` are the ones the real server printed; ``sse_ping_interval`` pings and
@@ -99,6 +104,7 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
+from tests.fakes import token_probs
 from tests.fakes.server import MAX_REQUEST_BYTES, LoopbackServer
 
 StopType = Literal["eos", "limit", "none"]
@@ -685,6 +691,7 @@ class _Slot:
         self.n_ctx = n_ctx
         self.generated = ""
         self.generated_ids: list[int] = []
+        self.probabilities: list[dict[str, Any]] = []
         self.n_sent = 0
         self.n_gen = 0
         self.has_next = True
@@ -731,6 +738,10 @@ class _Slot:
         text = self.generated[pos:] if send else ""
         self.n_sent += len(text)
         partial = self._partial(text, token_id)
+        if self.params.n_probs > 0:
+            probs = self._probabilities(token_id)
+            self.probabilities.append(probs)
+            partial["completion_probabilities"] = [probs]
         if self.n_prompt + self.n_gen >= self.n_ctx:
             self.truncated, self.stop_type, self.has_next = True, "limit", False
         n_predict = self.params.n_predict
@@ -755,6 +766,18 @@ class _Slot:
         if self.stop_type != "none" or self.params.timings_per_token:
             partial["timings"] = self.timings()
         return partial
+
+    def _probabilities(self, token_id: int) -> dict[str, Any]:
+        token = self.vocab.piece(token_id)
+        post = self.params.post_sampling_probs
+        value, top = ("prob", "top_probs") if post else ("logprob", "top_logprobs")
+
+        def entry(text: str, logprob: float) -> dict[str, Any]:
+            number = token_probs.probability(logprob) if post else logprob
+            return {"id": self.vocab.id_of(text), "token": text, "bytes": token_probs.utf8(text), value: number}
+
+        ranked = token_probs.ranked(token, self.params.n_probs)
+        return {**entry(token, ranked[0][1]), top: [entry(text, logprob) for text, logprob in ranked]}
 
     def end(self, stop_type: str) -> None:
         """The script ran out without EOS: end as the script says."""
@@ -802,6 +825,8 @@ class _Slot:
             "tokens_cached": self.tokens_cached(),
             "timings": self.timings(),
         }
+        if self.probabilities and not stream:
+            result["completion_probabilities"] = self.probabilities
         if self.params.response_fields:
             return _nested_values(self.params.response_fields, result)
         return result

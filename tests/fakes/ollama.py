@@ -58,7 +58,13 @@ license, modelfile, parameters, template, details, model_info, tensors, capabili
 template when Ollama runs the model with it (v0.30+, ``selectedModelTemplate``), else the Go template.
 Unknown paths: 404 text "404 page not found".
 
-Not modelled: images, suffix, format/JSON schemas (accepted, not enforced), logprobs, /api/chat, the
+- ``logprobs: true`` (and ``top_logprobs`` 0-20), since 0.12.11: a line's ``logprobs`` (omitempty, after
+  ``done_reason``) lists ``{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}`` (top_logprobs
+  omitempty) for the tokens since the last line, so a held-back token's go with the line that sends its text;
+  what is left goes on the final line; non-stream: all on the one object. The values are the fake's own
+  (``tests/fakes/token_probs.py``).
+
+Not modelled: images, suffix, format/JSON schemas (accepted, not enforced), /api/chat, the
 OpenAI routes, Go's exact JSON syntax-error texts. Tokens are crude: a prompt counts its whitespace-separated
 pieces (plus BOS); a scripted chunk is one generated token.
 """
@@ -77,6 +83,7 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
+from tests.fakes import token_probs
 from tests.fakes.llamacpp import split_text
 from tests.fakes.server import MAX_REQUEST_BYTES, LoopbackServer
 
@@ -515,8 +522,15 @@ class FakeOllama(LoopbackServer):
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
         response.enable_chunked_encoding()
         collected: dict[str, str] = {"response": "", "thinking": ""}
+        want_logprobs = body.get("logprobs") is True
+        top_logprobs = body.get("top_logprobs") or 0
+        pending: list[dict[str, Any]] = []  # token logprobs not yet sent
+        every: list[dict[str, Any]] = []
 
         async def send(line: dict[str, Any]) -> None:
+            if pending and stream:
+                line["logprobs"], pending[:] = list(pending), []
+                line = _ordered(line)
             if not stream:
                 for key in collected:
                     collected[key] += line.get(key, "")
@@ -538,6 +552,10 @@ class FakeOllama(LoopbackServer):
                 if script.delay > 0:
                     await self._wait(request, script.delay)
                 pieces = gen.step(token)
+                if want_logprobs:
+                    entry = _logprob(token, top_logprobs)
+                    pending.append(entry)
+                    every.append(entry)
                 for key, text in pieces:
                     # "response" is always there; "thinking" (omitempty) only when it has text
                     await send({"model": body["model"], "created_at": rfc3339_now(), "response": "", key: text,
@@ -568,6 +586,8 @@ class FakeOllama(LoopbackServer):
                 if collected["thinking"]:
                     final["thinking"] = collected["thinking"]
                 final["response"] = collected["response"]
+                if every:
+                    final["logprobs"] = every
                 return self._json(200, _ordered(final))
             await send(final)
             await response.write_eof()
@@ -584,8 +604,18 @@ class FakeOllama(LoopbackServer):
             return self._drop(request, "gone", response if response.prepared else None)
 
 
-_KEY_ORDER = ("model", "created_at", "response", "thinking", "done", "done_reason", "total_duration",
+_KEY_ORDER = ("model", "created_at", "response", "thinking", "done", "done_reason", "logprobs", "total_duration",
               "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration")
+
+
+def _logprob(token: str, top: int) -> dict[str, Any]:
+    ranked = token_probs.ranked(token, max(1, top))
+    entry: dict[str, Any] = {"token": token, "logprob": ranked[0][1]}
+    if token:
+        entry["bytes"] = token_probs.utf8(token)
+    if top:
+        entry["top_logprobs"] = [{"token": t, "logprob": v, "bytes": token_probs.utf8(t)} for t, v in ranked[:top]]
+    return entry
 
 
 def _ordered(line: dict[str, Any]) -> dict[str, Any]:

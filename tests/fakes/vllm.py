@@ -60,7 +60,13 @@ Generation (``v1/core/sched/utils.py`` check_stop, ``v1/engine/detokenizer.py``,
   max(len(stop)) - 1 characters are held back until the end (get_next_output_text).
 - completion_tokens counts every generated token, the one that ended generation included.
 
-Not modelled: n > 1, several prompts, echo, logprobs, beam search, structured outputs (accepted, recorded, not
+- ``logprobs: N`` (``_create_completion_logprobs``): each chunk's ``logprobs`` is ``{text_offset, token_logprobs,
+  tokens, top_logprobs}`` for the tokens of its step, also when its text is "" (held back, or the EOS that ended
+  generation: its token is listed, its text never sent); ``top_logprobs`` maps the decoded token to its logprob
+  for the N + 1 likeliest, the sampled one first. Non-stream: one such object for the whole output. The values
+  are the fake's own (``tests/fakes/token_probs.py``).
+
+Not modelled: n > 1, several prompts, echo, prompt logprobs, beam search, structured outputs (accepted, recorded, not
 enforced), prompt token ids, min_tokens, spaces_between_special_tokens (the fast detokenizer adds none),
 stream_interval, system_fingerprint. Tokens are the fake's own (``tests.fakes.llamacpp.split_text``).
 ``eos_in_text`` is a deliberate deviation: it prints the EOS token's text at the end, as some other
@@ -81,6 +87,7 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
+from tests.fakes import token_probs
 from tests.fakes.llamacpp import _segments, _Vocab, split_text
 from tests.fakes.server import MAX_REQUEST_BYTES, LoopbackServer
 
@@ -165,6 +172,7 @@ class _Params:
     skip_special_tokens: bool = True
     include_stop_str: bool = False
     ignore_eos: bool = False
+    logprobs: int | None = None
 
 
 class _Disconnect(Exception):
@@ -193,12 +201,15 @@ class _Generation:
         self.stop_reason: int | str | None = None
         buffered = params.stop and not params.include_stop_str
         self.buffer = max(len(s) for s in params.stop) - 1 if buffered else 0
+        self.tokens: list[str] = []  # every token generated, for logprobs
+        self.tokens_sent = 0
 
     def step(self, chunk: str) -> str:
         """Take one sampled token; return the text delta streamed for it."""
         server, params = self.server, self.params
         token = server.vocab.id_of(chunk)
         self.n_tokens += 1
+        self.tokens.append(chunk)
         stop_terminated = False
         if chunk == server.eos_token and not params.ignore_eos:
             self.finish_reason, stop_terminated = "stop", True
@@ -231,6 +242,26 @@ class _Generation:
         index, end, stop = best
         self.text = self.text[: end if self.params.include_stop_str else index]
         self.finish_reason, self.stop_reason = "stop", stop
+
+    def logprobs(self, *, everything: bool = False) -> dict[str, Any] | None:
+        """The logprobs of the tokens since the last chunk (or of all), when the request asked."""
+        top = self.params.logprobs
+        if top is None:
+            return None
+        start = 0 if everything else self.tokens_sent
+        tokens = self.tokens[start:]
+        self.tokens_sent = len(self.tokens)
+        offset = sum(len(t) for t in self.tokens[:start])
+        offsets = []
+        for token in tokens:
+            offsets.append(offset)
+            offset += len(token)
+        return {
+            "text_offset": offsets,
+            "token_logprobs": [token_probs.token_logprob(t) for t in tokens],
+            "tokens": tokens,
+            "top_logprobs": [dict(token_probs.ranked(t, top + 1)) for t in tokens],
+        }
 
     def abort(self) -> str:
         self.finish_reason = "abort"
@@ -443,8 +474,11 @@ class FakeVllmServer(LoopbackServer):
         for name in ("temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty"):
             if body.get(name) is not None and not isinstance(body[name], (int, float)):
                 raise _validation_error(name, "Input should be a valid number", body[name])
-        if body.get("n", 1) != 1 or body.get("echo") or body.get("logprobs") is not None or body.get("use_beam_search"):
-            raise ApiError("fake vLLM: n > 1, echo, logprobs and beam search are not modelled")
+        if body.get("n", 1) != 1 or body.get("echo") or body.get("use_beam_search"):
+            raise ApiError("fake vLLM: n > 1, echo and beam search are not modelled")
+        logprobs = body.get("logprobs")
+        if logprobs is not None and (not isinstance(logprobs, int) or isinstance(logprobs, bool) or logprobs < 0):
+            raise _validation_error("logprobs", "Input should be a valid integer", logprobs)
         stop = body.get("stop") or []
         stop = [stop] if isinstance(stop, str) else stop
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
@@ -484,6 +518,7 @@ class FakeVllmServer(LoopbackServer):
             skip_special_tokens=body.get("skip_special_tokens", True),
             include_stop_str=body.get("include_stop_str_in_output", False),
             ignore_eos=body.get("ignore_eos", False),
+            logprobs=logprobs,
         )
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
@@ -524,11 +559,11 @@ class FakeVllmServer(LoopbackServer):
         if script.end == "abort":
             yield gen.abort()
 
-    def _choice(self, gen: _Generation, text: str) -> dict[str, Any]:
+    def _choice(self, gen: _Generation, text: str, *, everything: bool = False) -> dict[str, Any]:
         return {
             "index": 0,
             "text": text,
-            "logprobs": None,
+            "logprobs": gen.logprobs(everything=everything),
             "finish_reason": gen.finish_reason,
             "stop_reason": gen.stop_reason,
         }
@@ -594,7 +629,7 @@ class FakeVllmServer(LoopbackServer):
         except _Disconnect as exc:
             return self._drop(request, exc.reason)
         choice = {
-            **self._choice(gen, gen.text),
+            **self._choice(gen, gen.text, everything=True),
             "token_ids": None,
             "prompt_logprobs": None,
             "prompt_token_ids": None,
