@@ -15,9 +15,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import structlog
+
 from .base import GenerationRequest
-from .errors import BackendProtocolError
+from .errors import BackendError, BackendProtocolError
 from .http import BackendHttp
+
+log = structlog.get_logger("toolwire.backends.llamacpp")
 
 MixedPrompt = list[str | int]
 
@@ -36,7 +40,14 @@ class PlainContentTokenizer:
         mixed array (so a request whose text spells none goes out exactly as it always did)."""
         parts = request.plain_prompt_parts(keep_bos=False)
         texts = [text for text, plain in parts if plain]
-        spans = await self._spelled_specials(texts, request) if texts else None
+        try:
+            spans = await self._spelled_specials(texts, request) if texts else None
+        except BackendError as error:
+            if error.status is None:
+                raise  # unreachable or silent: /completion would fail the same way
+            # Something between us and llama-server that has no /tokenize: the text prompt, unprotected.
+            log.warning("plain_content_unavailable", backend=self._backend, error=error.message)
+            spans = None
         if spans is None:
             return request.prompt_without_bos()
         ids = iter(spans)
@@ -53,7 +64,7 @@ class PlainContentTokenizer:
         """Each text's tokens as plain text, or None when no text spells a special token (its tokens
         are the same with special parsing on and off). One round trip: both tokenizations at once."""
         model = request.upstream_model
-        separator = await self._separator(model, request) if len(texts) > 1 else None
+        separator = await self._separator(model, request)
         content: list[Any] = []
         for text in texts:
             content += [text, separator] if separator is not None else [text]
@@ -81,11 +92,13 @@ class PlainContentTokenizer:
         return spans
 
     async def _separator(self, model: str, request: GenerationRequest) -> int | None:
-        """A control token of the model (EOS or BOS): one id when parsed as special, something else as text."""
+        """A control token of the model (EOS or BOS): one id when parsed as special, something else as
+        text. Learned once per model; a server that tokenizes both the same way ignores `parse_special`
+        (older llama-servers), which the log says."""
         async with self._learning:
             if model in self._separators:
                 return self._separators[model]
-            self._separators[model] = None
+            found: int | None = None
             for text in (request.eos_token, request.bos_token):
                 if not text:
                     continue
@@ -93,8 +106,11 @@ class PlainContentTokenizer:
                     self._tokenize(text, model, parse_special=True), self._tokenize(text, model, parse_special=False)
                 )
                 if len(special) == 1 and plain != special:
-                    self._separators[model] = special[0]
+                    found = special[0]
                     break
+                if plain == special:
+                    log.warning("tokenize_ignores_parse_special", backend=self._backend, token=text)
+            self._separators[model] = found  # kept only once learned: a failed call is tried again
         return self._separators[model]
 
     async def _tokenize(self, content: str | list[Any], model: str, *, parse_special: bool) -> list[int]:
