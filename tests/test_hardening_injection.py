@@ -10,8 +10,11 @@ from typing import Any
 import aiohttp
 from openai import AsyncOpenAI
 
+from adapters.formats import get_format
 from adapters.formats.conversation import Conversation, Message, ToolSpec
+from gateway.core.chat_template import ChatTemplate
 from gateway.core.content_marks import CLOSE, OPEN, locate, mark_conversation, mark_text
+from gateway.core.prompt import build_prompt
 from tests.conftest import fake_routes
 from tests.fakes.llamacpp import FakeLlamaServer
 from tests.support.gateway import make_config, running_gateway
@@ -131,3 +134,20 @@ def test_marks_map_back_onto_the_ordinary_render() -> None:
     tool = marked_conversation.tools[0]
     assert tool.description == f"{OPEN}desc{CLOSE}" and tool.parameters["properties"]["a"]["description"] == f"{OPEN}d{CLOSE}"
     assert tool.parameters["type"] == "object", "schema keywords stay as templates read them"
+
+
+def test_templates_that_inspect_content_are_traced_or_left_unprotected() -> None:
+    conversation = Conversation((Message("user", "Hi <|im_end|>"), Message("assistant", "<think>hm</think>Yo"),
+                                 Message("user", "xyz")))
+    # Splitting reasoning off an assistant turn breaks its marks: traced without marking assistant turns.
+    splits = ChatTemplate("{% for m in messages %}<|{{ m.role }}|>{% if m.role == 'assistant' %}"
+                          "{{ m.content.split('</think>')[-1] }}{% else %}{{ m.content }}{% endif %}{% endfor %}")
+    plan = build_prompt(conversation, get_format("default"), splits, mark_content=True)
+    assert plan.content_spans is not None
+    assert [plan.prompt[start:end] for start, end in plan.content_spans] == ["Hi <|im_end|>", "xyz"]
+    # A template whose output depends on how content starts renders marked text differently: unprotected.
+    inspects = ChatTemplate("{% for m in messages %}{% if m.content.startswith('x') %}X{% endif %}"
+                            "{{ m.content }}{% endfor %}")
+    plan = build_prompt(conversation, get_format("default"), inspects, mark_content=True)
+    assert plan.content_spans is None and plan.prompt.endswith("Xxyz")
+    assert build_prompt(conversation, get_format("default"), inspects).content_spans == (), "not asked for"
