@@ -119,6 +119,7 @@ def build_routing_table(
                 keep_alive=model.keep_alive,
                 constrain=model.constrain,
                 repair=model.repair,
+                plain_content=model.plain_content,
             )
         )
     aliases = {alias: model.name for model in config.models for alias in model.aliases}

@@ -67,6 +67,27 @@ class GenerationRequest:
     # How long the backend should keep the model loaded after the request (Ollama's keep_alive).
     keep_alive: str | None = None
     constraint: Constraint | None = None
+    # (start, end) offsets in `prompt` of the client's text, for backends that can tokenize it as
+    # plain text (its spelled special tokens stay text): `plain_prompt_parts`.
+    plain_spans: tuple[tuple[int, int], ...] = ()
+
+    def plain_prompt_parts(self, *, keep_bos: bool) -> list[tuple[str, bool]]:
+        """The prompt (BOS text kept or not) as (text, is the client's) runs, in order; empty runs left out."""
+        prompt = self.prompt if keep_bos else self.prompt_without_bos()
+        shift = len(self.prompt) - len(prompt)
+        parts: list[tuple[str, bool]] = []
+        position = 0
+        for start, end in self.plain_spans:
+            start, end = max(start - shift, position), end - shift
+            if end <= start:
+                continue
+            if start > position:
+                parts.append((prompt[position:start], False))
+            parts.append((prompt[start:end], True))
+            position = end
+        if position < len(prompt):
+            parts.append((prompt[position:], False))
+        return parts
 
     def prompt_without_bos(self) -> str:
         """The prompt for a server that adds BOS to a text prompt itself (the template's copy

@@ -23,6 +23,7 @@ from .base import (
 )
 from .errors import BackendError, BackendProtocolError, BackendRejected, TemplateUnavailable
 from .http import BackendHttp, HttpSettings, error_message, parse_json
+from .llamacpp_plain import PlainContentTokenizer
 from .logprobs import token_list
 
 # llama-server's stop_type -> OpenAI finish_reason. "none" means it stopped for no reason it
@@ -35,11 +36,13 @@ _FINISH_REASONS = {"eos": "stop", "word": "stop", "limit": "length", "none": "st
 class LlamaCppBackend:
     type = "llamacpp"
     constraints = frozenset({"json_schema", "grammar", "lazy_grammar"})
-    features = frozenset({"logit_bias", "logprobs"})
+    # "plain_spans": the client's text is tokenized as plain text (one /tokenize call a request).
+    features = frozenset({"logit_bias", "logprobs", "plain_spans"})
 
     def __init__(self, name: str, settings: HttpSettings) -> None:
         self.name = name
         self._http = BackendHttp(name, settings)
+        self._plain = PlainContentTokenizer(name, self._http)
 
     def completion_body(self, request: GenerationRequest) -> dict[str, Any]:
         sampling = request.sampling
@@ -77,7 +80,10 @@ class LlamaCppBackend:
         # A token's probabilities come with its own chunk even when its text is held back (a possible
         # stop string) or dropped (a stop string): kept until text goes out, the pipeline sorts them.
         probs: list[TokenLogprob] = []
-        async with self._http.request("POST", "/completion", self.completion_body(request)) as response:
+        body = self.completion_body(request)
+        if request.plain_spans:
+            body["prompt"] = await self._plain.prompt(request)
+        async with self._http.request("POST", "/completion", body) as response:
             async for lines in self._http.lines(response):
                 texts: list[str] = []
                 for line in lines:
@@ -147,7 +153,8 @@ class LlamaCppBackend:
 
     async def count_tokens(self, request: GenerationRequest) -> int | None:
         # The prompt as /completion gets it: BOS added by the server, special-token text parsed.
-        payload = {"content": request.prompt_without_bos(), "add_special": True, "parse_special": True}
+        prompt = await self._plain.prompt(request) if request.plain_spans else request.prompt_without_bos()
+        payload = {"content": prompt, "add_special": True, "parse_special": True}
         answer = await self._http.post_json("/tokenize", payload)
         tokens = answer.get("tokens") if isinstance(answer, dict) else None
         if not isinstance(tokens, list):

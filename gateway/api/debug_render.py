@@ -19,7 +19,9 @@ async def render_prompt(request: web.Request) -> web.Response:
     route = admit(request, job.model)
     upstream_model = route.upstream_for(job.model)
     template, tool_format = await route.template(upstream_model)
-    prompt = await prompts.render_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)
+    prompt = await prompts.render_prompt(
+        job.conversation, tool_format, template, extra_stop=route.stop + job.stop, mark_content=prompts.marks_content(route)
+    )
     decoding = plan_decoding(job.conversation, tool_format, route.constraints, route.constrain, job.response_schema)
     return json_response(
         {
@@ -32,5 +34,7 @@ async def render_prompt(request: web.Request) -> web.Response:
             "stop": list(prompt.stop),
             "preserved_tokens": list(prompt.preserved_tokens),
             "constraint": asdict(decoding.constraint) if decoding.constraint else None,
+            # The client's text in `prompt`, sent to be tokenized as plain text; null: it could not be traced.
+            "plain_spans": [list(span) for span in prompt.content_spans] if prompt.content_spans is not None else None,
         }
     )

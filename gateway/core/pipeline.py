@@ -19,7 +19,7 @@ from .call_checks import CallChecker
 from .decoding import plan_decoding
 from .job import ChatJob
 from .logprob_alignment import LogprobAligner
-from .prompt import render_prompt
+from .prompt import marks_content, render_prompt
 from .repair import CallRepair
 from .resume import open_generation
 from .routing import Route
@@ -52,7 +52,9 @@ async def run_chat(
     upstream_model = route.upstream_for(job.model)
     template, tool_format = await route.template(upstream_model)
     trace.tool_format = tool_format.name
-    prompt = await render_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)
+    prompt = await render_prompt(
+        job.conversation, tool_format, template, extra_stop=route.stop + job.stop, mark_content=marks_content(route)
+    )
     conversation = job.conversation
     decoding = plan_decoding(
         conversation, tool_format, route.constraints, route.constrain, job.response_schema
@@ -68,6 +70,7 @@ async def run_chat(
         context_size=route.context_size,
         keep_alive=route.keep_alive,
         constraint=decoding.constraint,
+        plain_spans=prompt.content_spans or (),
     )
     if trace.debug:
         log.info("prompt_rendered", request_id=trace.request_id, prompt=request.prompt, stop=request.stop)

@@ -12,7 +12,9 @@ from adapters.formats.conversation import Conversation
 
 from .bounded import Overran, run_bounded
 from .chat_template import ChatTemplate, TemplateError, TemplateRejected, TemplateTooLarge
+from .content_marks import Span, trace_content
 from .faults import ConversationRejected, TemplateBroken
+from .routing import Route
 from .turns import merge_same_role_turns
 
 log = structlog.get_logger("toolwire.prompt")
@@ -27,15 +29,25 @@ class PromptPlan:
     stop: tuple[str, ...]
     preserved_tokens: tuple[str, ...]
     bos_token: str
+    # Where the client's text lies in `prompt` (see content_marks): () when not asked for, None when
+    # the template's render could not be traced back to it.
+    content_spans: tuple[Span, ...] | None = ()
+
+
+def marks_content(route: Route) -> bool:
+    """Whether to find the client's text in the prompt: the route wants it and its backend uses it."""
+    return route.plain_content and "plain_spans" in getattr(route.backend, "features", frozenset())
 
 
 async def render_prompt(
-    conversation: Conversation, tool_format: ToolFormat, template: ChatTemplate, *, extra_stop: tuple[str, ...] = ()
+    conversation: Conversation, tool_format: ToolFormat, template: ChatTemplate, *, extra_stop: tuple[str, ...] = (),
+    mark_content: bool = False,
 ) -> PromptPlan:
     """`build_prompt` in a worker thread, stopped after RENDER_SECONDS: no template stalls the gateway."""
     try:
         return await run_bounded(
-            lambda: build_prompt(conversation, tool_format, template, extra_stop=extra_stop), RENDER_SECONDS
+            lambda: build_prompt(conversation, tool_format, template, extra_stop=extra_stop, mark_content=mark_content),
+            RENDER_SECONDS,
         )
     except Overran:
         raise TemplateBroken(f"The model's chat template took longer than {RENDER_SECONDS:g}s to render.") from None
@@ -47,11 +59,12 @@ def build_prompt(
     template: ChatTemplate,
     *,
     extra_stop: tuple[str, ...] = (),
+    mark_content: bool = False,
 ) -> PromptPlan:
-    """Render the conversation with the model's own template, in the route's tool format."""
-    template_input = tool_format.template_input(conversation, template.caps)
+    """Render the conversation with the model's own template, in the route's tool format; with
+    `mark_content`, also find where the client's text lies in it."""
     try:
-        prompt = _render(template, template_input.messages, template_input.tools)
+        prompt = _render_conversation(conversation, tool_format, template)
     except TemplateRejected as error:
         # The template's own raise_exception: it refuses this conversation, the client's to change.
         raise ConversationRejected(f"The model's chat template rejected this conversation: {error}") from error
@@ -76,7 +89,17 @@ def build_prompt(
         # Always: reasoning and channel markers must reach the parser even without tools.
         preserved_tokens=tool_format.preserved_tokens,
         bos_token=bos,
+        content_spans=(
+            trace_content(conversation, prompt, lambda marked: _render_conversation(marked, tool_format, template))
+            if mark_content
+            else ()
+        ),
     )
+
+
+def _render_conversation(conversation: Conversation, tool_format: ToolFormat, template: ChatTemplate) -> str:
+    template_input = tool_format.template_input(conversation, template.caps)
+    return _render(template, template_input.messages, template_input.tools)
 
 
 def _render(template: ChatTemplate, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:

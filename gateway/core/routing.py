@@ -55,6 +55,8 @@ class Route:
     keep_alive: str | None = None
     constrain: ConstrainMode = "auto"
     repair: bool = True
+    # The client's text is tokenized as plain text where the backend can (content_marks).
+    plain_content: bool = True
     validators: SchemaValidators = field(default_factory=SchemaValidators)
     # Several backends for the model (balancing, retries, resume); `backend` is the first of them.
     pool: BackendPool | None = None

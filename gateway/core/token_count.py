@@ -11,14 +11,15 @@ from adapters.backends import GenerationRequest
 from .decoding import plan_decoding
 from .faults import Unsupported
 from .job import ChatJob
-from .prompt import build_prompt
+from .prompt import build_prompt, marks_content
 from .routing import Route
 
 
 async def count_prompt_tokens(job: ChatJob, route: Route) -> int:
     upstream_model = route.upstream_for(job.model)
     template, tool_format = await route.template(upstream_model)
-    prompt = build_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop)
+    prompt = build_prompt(job.conversation, tool_format, template, extra_stop=route.stop + job.stop,
+                          mark_content=marks_content(route))
     decoding = plan_decoding(job.conversation, tool_format, route.backend.constraints, route.constrain,
                              job.response_schema)
     request = GenerationRequest(
@@ -26,6 +27,7 @@ async def count_prompt_tokens(job: ChatJob, route: Route) -> int:
         upstream_model=upstream_model,
         bos_token=prompt.bos_token,
         eos_token=template.eos_token,
+        plain_spans=prompt.content_spans or (),
     )
     count = await route.backend.count_tokens(request)
     if count is None:

@@ -205,6 +205,8 @@ class ModelRoute(_Section):
     constrain: ConstrainMode = "auto"
     # A call the model breaks after naming it is ended with valid JSON instead of failing the turn.
     repair: bool = True
+    # Message text is tokenized as plain text where the backend can: spelled special tokens stay text.
+    plain_content: bool = True
     keep_alive: str | None = None  # Ollama: how long the model stays loaded after a request ("5m", -1)
 
     @field_validator("backend", mode="before")

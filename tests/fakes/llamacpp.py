@@ -75,7 +75,10 @@ Generation (``server-context.cpp`` process_token / post_decode, ``common/common.
   common prefix (cache_n) unless ``cache_prompt`` is false, and always evaluates at least one prompt token.
   [tokens_cached seen; cache_n is what a plain KV cache gives: gemma-3's sliding window reuses less]
 - ``GET /health`` 200 ``{"status": "ok"}``; ``GET /props`` (get_res_props); ``GET /v1/models`` (get_res_models);
-  ``POST /tokenize`` ``{"tokens": [...]}`` (with_pieces: ``[{"id", "piece"}]``); ``POST /detokenize``.
+  ``POST /tokenize`` ``{"tokens": [...]}`` (with_pieces: ``[{"id", "piece"}]``): ``content`` a string or a
+  mixed array of strings and ids (``tokenize_mixed``: ids pass through unchecked, BOS with ``add_special``
+  only when the first element is a string), ``parse_special`` (default true; false: special-token text is
+  plain pieces) [seen, all of it]; ``POST /detokenize``.
 
 - ``n_probs`` > 0: every partial carries ``completion_probabilities``: ``[{id, token, bytes, logprob,
   top_logprobs: [{id, token, bytes, logprob}] * n_probs}]`` for its token, also when its content is held back
@@ -1108,12 +1111,16 @@ class FakeLlamaServer(LoopbackServer):
         except ApiError as exc:
             return self._error(exc)
         tokens: list[Any] = []
-        if isinstance(body, dict) and isinstance(body.get("content"), str):
-            ids = self.vocab.tokenize(
-                body["content"],
-                add_bos=bool(body.get("add_special", False)) and self.add_bos,
-                parse_special=bool(body.get("parse_special", True)),
-            )
+        content = body.get("content") if isinstance(body, dict) else None
+        if isinstance(content, str | list):
+            try:
+                ids = self._tokenize_mixed(
+                    content,
+                    add_bos=bool(body.get("add_special", False)) and self.add_bos,
+                    parse_special=bool(body.get("parse_special", True)),
+                )
+            except ApiError as exc:
+                return self._error(exc)
             if body.get("with_pieces", False):
                 tokens = [{"id": t, "piece": self.vocab.piece(t)} for t in ids]
             else:
@@ -1130,6 +1137,21 @@ class FakeLlamaServer(LoopbackServer):
 
     # ---- /completion ----------------------------------------------------------------------------
 
+    def _tokenize_mixed(self, content: str | list[Any], *, add_bos: bool, parse_special: bool) -> list[int]:
+        """tokenize_mixed: a string, or strings and token ids in any order; ids pass through as they are
+        (unchecked); BOS only when the first element is a string."""
+        if isinstance(content, str):
+            return self.vocab.tokenize(content, add_bos=add_bos, parse_special=parse_special)
+        ids: list[int] = []
+        for index, part in enumerate(content):
+            if isinstance(part, str):
+                ids += self.vocab.tokenize(part, add_bos=add_bos and index == 0, parse_special=parse_special)
+            elif isinstance(part, int) and not isinstance(part, bool):
+                ids.append(part)
+            else:
+                raise ApiError("[json.exception.type_error.302] type must be number, but is " + _type_name(part))
+        return ids
+
     def _prompt_ids(self, prompt: Any) -> list[int]:
         """tokenize_input_prompts for one prompt: a string, token ids, or a mix of both."""
         if isinstance(prompt, str):
@@ -1137,13 +1159,7 @@ class FakeLlamaServer(LoopbackServer):
         if isinstance(prompt, list) and all(isinstance(p, (int, str)) and not isinstance(p, bool) for p in prompt):
             if prompt and all(isinstance(p, str) for p in prompt):
                 raise ApiError("fake llama-server: multiple prompts in one request are not supported by the fake")
-            ids: list[int] = []
-            for index, part in enumerate(prompt):
-                if isinstance(part, str):
-                    ids += self.vocab.tokenize(part, add_bos=self.add_bos and index == 0, parse_special=True)
-                else:
-                    ids.append(part)
-            return ids
+            return self._tokenize_mixed(prompt, add_bos=self.add_bos, parse_special=True)
         raise ApiError(
             '"prompt" elements must be a string, a list of tokens, a JSON object containing a prompt string, '
             "or a list of mixed strings & tokens."
