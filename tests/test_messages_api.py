@@ -313,8 +313,12 @@ async def post(url: str, body: Any, headers: dict[str, str] | None = None) -> tu
     ({"model": MODEL, "max_tokens": 8, "messages": ASK, "tools": TOOLS,
       "tool_choice": {"type": "tool", "name": "nope"}}, "nope"),
     ({"model": MODEL, "max_tokens": 8, "messages": ASK, "tool_choice": {"type": "any"}}, "no tools"),
-    ({"model": MODEL, "max_tokens": 8, "messages": [*ASK, {"role": "assistant", "content": "The answer is"}]},
-     "prefill"),
+    ({"model": MODEL, "max_tokens": 8, "messages": [*ASK, {"role": "assistant", "content": "The answer is "}]},
+     "trailing whitespace"),
+    ({"model": MODEL, "max_tokens": 8, "messages": [*ASK, {"role": "assistant", "content": "The answer is"}],
+      "tools": TOOLS, "tool_choice": {"type": "any"}}, "prefilled"),
+    ({"model": MODEL, "max_tokens": 8, "messages": [*ASK, {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "t", "name": "get_time", "input": {}}]}]}, "text blocks only"),
     ({"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": [
         {"type": "tool_use", "id": "t", "name": "get_time", "input": {}}]}]}, "assistant"),
 ])

@@ -243,7 +243,11 @@ def _job(request: CountTokensRequest, sampling: SamplingParams, *, stop: tuple[s
     tools = tuple(ToolSpec(tool.name, tool.description, tool.input_schema, bool(tool.strict))
                   for tool in request.tools or ())
     choice, parallel = _tool_choice(request.tool_choice, {tool.name for tool in tools})
-    messages = _system(request.system) + _conversation(request.messages)
+    turns, prefill = _conversation(request.messages)
+    if prefill and choice not in ("auto", "none"):
+        raise InvalidRequest("A prefilled assistant turn cannot be combined with a tool_choice that forces a call.",
+                             param="tool_choice")
+    messages = _system(request.system) + turns
     schema = request.output_config.format.schema_ if request.output_config and request.output_config.format else None
     return ChatJob(
         model=request.model,
@@ -253,6 +257,7 @@ def _job(request: CountTokensRequest, sampling: SamplingParams, *, stop: tuple[s
         stream=stream,
         include_usage=True,
         response_schema=schema,
+        continues=prefill,
     )
 
 
@@ -280,13 +285,15 @@ def _system(system: str | list[TextBlock] | None) -> list[Message]:
     return [Message("system", text)] if text else []
 
 
-def _conversation(messages: list[MessageIn]) -> list[Message]:
+def _conversation(messages: list[MessageIn]) -> tuple[list[Message], str]:
+    """The turns to render, and the prefill: a final assistant turn is the reply's opening, which
+    the model continues (Anthropic's prefill), so it is not rendered as a finished turn."""
     turns = _merged_turns(messages)
+    prefill = ""
     if turns[-1][0] == "assistant":
-        # Anthropic continues a final assistant turn (prefill); toolwire renders every turn whole.
-        raise InvalidRequest(
-            "The last message must be a user turn: continuing a prefilled assistant turn is not supported.",
-            param=f"messages.{len(messages) - 1}.role", code="prefill_unsupported")
+        prefill = _prefill(turns.pop()[1], len(messages) - 1)
+        if not turns:
+            raise InvalidRequest("The first message must be a user turn.", param="messages.0.role")
     out: list[Message] = []
     names: dict[str, str] = {}  # tool_use id -> tool name, for the results that answer them
     for role, blocks, position in turns:
@@ -294,7 +301,19 @@ def _conversation(messages: list[MessageIn]) -> list[Message]:
             out.append(_assistant(blocks, position, names))
         else:
             out.extend(_user(blocks, position, names))
-    return out
+    return out, prefill
+
+
+def _prefill(blocks: list[Any], position: int) -> str:
+    if not all(isinstance(block, TextBlock) for block in blocks):
+        raise InvalidRequest("A final assistant message (a prefill) may hold text blocks only.",
+                             param=f"messages.{position}.content")
+    text = "".join(block.text for block in blocks)
+    if text != text.rstrip():
+        # As Anthropic: the model would go on after the whitespace, which tokenizes badly.
+        raise InvalidRequest("final assistant content cannot end with trailing whitespace",
+                             param=f"messages.{position}.content")
+    return text
 
 
 def _merged_turns(messages: list[MessageIn]) -> list[tuple[str, list[Any], int]]:

@@ -33,3 +33,12 @@ class ChatJob:
     # The JSON schema the reply's content must follow (response_format), if any.
     response_schema: dict[str, Any] | None = None
     affinity: Affinity | None = None
+    # The opening of the reply the client wrote itself (Anthropic's prefill): the model goes on from
+    # it, and it is not sent back.
+    continues: str = ""
+
+    def plain_spans(self, prompt: str, spans: tuple[tuple[int, int], ...] | None) -> tuple[tuple[int, int], ...]:
+        """The client's text in `prompt + continues`: the rendered content spans, then the prefill."""
+        if not spans:  # not asked for, or the content could not be traced: nothing goes as plain text
+            return ()
+        return (*spans, (len(prompt), len(prompt) + len(self.continues))) if self.continues else spans

@@ -13,7 +13,7 @@ import structlog
 
 from adapters.backends import BackendEvent, Finish, GenerationRequest, TextPiece, Usage
 from adapters.backends.errors import BackendRejected
-from adapters.formats.events import ParseEvent
+from adapters.formats.events import ParseEvent, ReasoningDelta, TextDelta
 
 from .call_checks import CallChecker
 from .decoding import plan_decoding
@@ -60,7 +60,7 @@ async def run_chat(
         conversation, tool_format, route.constraints, route.constrain, job.response_schema
     )
     request = GenerationRequest(
-        prompt=prompt.prompt + decoding.prefill,
+        prompt=prompt.prompt + job.continues + decoding.prefill,
         upstream_model=upstream_model,
         sampling=route.sampling(job.sampling),
         stop=prompt.stop,
@@ -70,7 +70,7 @@ async def run_chat(
         context_size=route.context_size,
         keep_alive=route.keep_alive,
         constraint=decoding.constraint,
-        plain_spans=prompt.content_spans or (),
+        plain_spans=job.plain_spans(prompt.prompt, prompt.content_spans),
     )
     if trace.debug:
         log.info("prompt_rendered", request_id=trace.request_id, prompt=request.prompt, stop=request.stop)
@@ -84,7 +84,7 @@ async def run_chat(
             # Some backends or schemas cannot take a constraint: never fail the request for it.
             log.warning("constraint_rejected", model=job.model, backend=route.backend.name, error=error.message)
             decoding = plan_decoding(conversation, tool_format, route.constraints, "off")
-            request = replace(request, prompt=prompt.prompt + decoding.prefill, constraint=None)
+            request = replace(request, prompt=prompt.prompt + job.continues + decoding.prefill, constraint=None)
             await backend.close()
             backend = _TimedStream(open_generation(route, request, job.affinity, trace), trace)
             first = await backend.next()
@@ -97,7 +97,10 @@ async def run_chat(
             conversation.tools, route.validators, constrained=decoding.constraint is not None, one_call=decoding.one_call
         )
         aligner = LogprobAligner() if job.sampling.logprobs is not None else None
-        # The prefill is text the model "wrote": it opens the call the model goes on with.
+        # The client's prefill is parsed (it may open reasoning or a call) but its text is not sent back.
+        if job.continues and (events := _not_text(parser.feed(job.continues))):
+            yield await checker.check(repair.check(events))
+        # The gateway's prefill is text the model "wrote": it opens the call the model goes on with.
         if events := await checker.check(repair.check(parser.feed(decoding.prefill))):
             yield events
         raw: list[str] = []
@@ -127,6 +130,10 @@ async def run_chat(
     if reason == "stop" and checker.calls:
         reason = "tool_calls"
     yield Completed(reason, piece.usage, piece.stop_word)
+
+
+def _not_text(events: list[ParseEvent]) -> list[ParseEvent]:
+    return [event for event in events if not isinstance(event, TextDelta | ReasoningDelta)]
 
 
 class _TimedStream:

@@ -23,11 +23,11 @@ async def count_prompt_tokens(job: ChatJob, route: Route) -> int:
     decoding = plan_decoding(job.conversation, tool_format, route.backend.constraints, route.constrain,
                              job.response_schema)
     request = GenerationRequest(
-        prompt=prompt.prompt + decoding.prefill,
+        prompt=prompt.prompt + job.continues + decoding.prefill,
         upstream_model=upstream_model,
         bos_token=prompt.bos_token,
         eos_token=template.eos_token,
-        plain_spans=prompt.content_spans or (),
+        plain_spans=job.plain_spans(prompt.prompt, prompt.content_spans),
     )
     count = await route.backend.count_tokens(request)
     if count is None:
