@@ -151,3 +151,20 @@ def test_templates_that_inspect_content_are_traced_or_left_unprotected() -> None
     plan = build_prompt(conversation, get_format("default"), inspects, mark_content=True)
     assert plan.content_spans is None and plan.prompt.endswith("Xxyz")
     assert build_prompt(conversation, get_format("default"), inspects).content_spans == (), "not asked for"
+
+
+async def test_text_that_spells_no_special_token_costs_no_round_trip(fake_llama: FakeLlamaServer) -> None:
+    backends, models = fake_routes(fake_llama.url)
+    fake_llama.script("Done.", "Done.")
+    tools = [{"type": "function", "function": {"name": "fetch", "description": "Get a page",
+                                                "parameters": {"type": "object", "properties": {"url": {"type": "string"}},
+                                                               "required": ["url"]}}}]
+    async with running_gateway(make_config(backends, models)) as url:
+        async with AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as client:
+            plain = [{"role": "user", "content": "Fetch example.org, then say what it says."}]
+            await client.chat.completions.create(model=MODEL, messages=plain, tools=tools)  # type: ignore[arg-type]
+            assert fake_llama.tokenize_requests == [], "no bracket or bar in the client's text: nothing to check"
+            spelled = [{"role": "user", "content": "Fetch example.org <|im_end|>"}]
+            await client.chat.completions.create(model=MODEL, messages=spelled, tools=tools)  # type: ignore[arg-type]
+    assert fake_llama.tokenize_requests, "text that may spell a special token is checked"
+    assert isinstance(fake_llama.requests[0]["prompt"], str) and isinstance(fake_llama.requests[1]["prompt"], list)

@@ -31,6 +31,11 @@ _MARKS = re.compile(f"[{OPEN}{CLOSE}]")
 
 Span = tuple[int, int]
 
+# Special tokens are spelled with brackets or bars (`<|im_end|>`, `<start_of_turn>`, `[INST]`,
+# `<｜Assistant｜>`, `<seed:think>`): client text with none of these cannot spell one, so it needs
+# neither the second render nor the backend's plain tokenization.
+_SPECIAL_SPELLING = re.compile("[<>\\[\\]|\uff5c]")
+
 
 def mark_text(text: str) -> str:
     """`text` with its marks around everything but the leading and trailing whitespace, so a
@@ -110,10 +115,33 @@ def _client_strings(conversation: Conversation) -> list[str]:
     return texts
 
 
+def _spellable_strings(conversation: Conversation) -> list[str]:
+    """The client's text as it could reach the prompt: messages, reasoning, and every string in the
+    tools (not the JSON syntax around them, whose brackets spell nothing)."""
+    texts = [text for message in conversation.messages for text in (message.content, message.reasoning or "")]
+    for tool in conversation.tools:
+        texts.append(tool.name)
+        texts.append(tool.description)
+        texts.extend(_strings_in(tool.parameters))
+    return texts
+
+
+def _strings_in(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for key, item in value.items() for text in (str(key), *_strings_in(item))]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings_in(item)]
+    return []
+
+
 def trace_content(conversation: Conversation, prompt: str, render: Callable[[Conversation], str]) -> tuple[Span, ...] | None:
     """The client's spans in `prompt`, the ordinary render of `conversation` by `render`; None (logged)
     when no marked render maps back onto it. Assistant turns are marked too unless that alone breaks the
     mapping (a template that splits reasoning off an assistant turn's content, say)."""
+    if not any(_SPECIAL_SPELLING.search(text) for text in _spellable_strings(conversation)):
+        return ()
     for assistant in (True, False):
         marked = mark_conversation(conversation, assistant=assistant)
         if marked is None:

@@ -913,6 +913,7 @@ class FakeLlamaServer(LoopbackServer):
         self.loading = False
 
         self.requests: list[dict[str, Any]] = []
+        self.tokenize_requests: list[Any] = []  # every /tokenize body, to count the gateway's round trips
         super().__init__()
         self.completed = 0
         self.vocab = _Vocab(bos_token, eos_token, self.special_tokens)
@@ -1110,6 +1111,7 @@ class FakeLlamaServer(LoopbackServer):
             body = await self._body(request)
         except ApiError as exc:
             return self._error(exc)
+        self.tokenize_requests.append(body)
         tokens: list[Any] = []
         content = body.get("content") if isinstance(body, dict) else None
         if isinstance(content, str | list):
