@@ -25,8 +25,8 @@ Stack = tuple[Node, ...]
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "]": "]", "[": "[", "-": "-", "/": "/", "^": "^"}
 _RULE = re.compile(r"^([A-Za-z0-9_-]+)\s*::=\s*(.*)$")
-# Characters tried, in this order, when the model's own text runs out before the grammar completes.
-_COMPLETION_ALPHABET = '"}]0 :,nul'
+# Characters tried for a negated class when the model's own text runs out before the grammar completes.
+_FILLERS = "a0 "
 
 
 class GrammarError(ValueError):
@@ -203,12 +203,28 @@ def shortest_completion(grammar: Grammar, stacks: frozenset[Stack], limit: int =
             return text
         if len(text) >= limit:
             continue
-        for char in _COMPLETION_ALPHABET:
+        for char in _candidates(state):
             after = grammar.step(state, char)
             if after and after not in seen:
                 seen.add(after)
                 queue.append((after, text + char))
     return ""
+
+
+def _candidates(stacks: frozenset[Stack]) -> list[str]:
+    """Characters some stack can take next: a literal's first, a class's first, or a filler."""
+    found: set[str] = set()
+    for stack in stacks:
+        if not stack:
+            continue
+        head = stack[0]
+        if head[0] == "lit":
+            found.add(head[1][0])
+        elif not head[1]:
+            found.update(lo for lo, _ in head[2])
+        else:
+            found.update(_FILLERS)
+    return sorted(found)
 
 
 def constrained(grammar_text: str, intended: str) -> str:
