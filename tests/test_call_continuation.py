@@ -14,7 +14,7 @@ import pytest
 from openai import APIError, AsyncOpenAI
 
 from gateway.core.call_continuation import completion_grammar
-from tests.conftest import GEMMA3, QWEN25
+from tests.conftest import QWEN25
 from tests.fakes.gbnf import constrained
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text
 from tests.fakes.ollama import FakeModel, FakeOllama
@@ -24,9 +24,9 @@ from tests.fakes.vllm import Scripted as VllmScript
 from tests.support.gateway import make_config, running_gateway
 from tests.test_format_variants import _streamed
 
-WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+WEATHER: Any = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}}, "required": ["city"]}}}  # fmt: skip
-ASK = [{"role": "user", "content": "Weather in Paris and Lyon?"}]
+ASK: Any = [{"role": "user", "content": "Weather in Paris and Lyon?"}]
 FIRST = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lyon"}}\n</tool_call>\n'
 # The second call breaks inside its arguments: a value that never comes, then the model wanders off.
 BROKEN_AT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": '
@@ -56,7 +56,11 @@ def test_the_grammar_admits_a_valid_completion_from_every_cut(whole: str) -> Non
 
 
 def test_no_grammar_for_what_is_not_a_json_start() -> None:
-    assert completion_grammar('{"a": 1}}') is None and completion_grammar("x") is None and completion_grammar("") is None
+    assert (
+        completion_grammar('{"a": 1}}') is None
+        and completion_grammar("x") is None
+        and completion_grammar("") is None
+    )
 
 
 def _calls(message: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -72,7 +76,9 @@ async def backends(fake_llama: FakeLlamaServer) -> AsyncIterator[tuple[FakeVllmS
         yield vllm, ollama
 
 
-def _config(fake_llama: FakeLlamaServer, vllm: FakeVllmServer, ollama: FakeOllama, *, repair: bool = True) -> Any:
+def _config(
+    fake_llama: FakeLlamaServer, vllm: FakeVllmServer, ollama: FakeOllama, *, repair: bool = True
+) -> Any:
     backends = [{"name": "llama", "type": "llamacpp", "url": fake_llama.url},
                 {"name": "vllm", "type": "vllm", "url": vllm.url},
                 {"name": "ollama", "type": "ollama", "url": ollama.url}]  # fmt: skip
@@ -101,7 +107,9 @@ async def test_continued_on_llama_and_vllm_closed_on_ollama(
                 script()
                 whole = await client.chat.completions.create(model=model, messages=ASK, tools=[WEATHER])
                 script()
-                content, streamed, finish = await _streamed(client, model=model, messages=ASK, tools=[WEATHER])
+                content, streamed, finish = await _streamed(
+                    client, model=model, messages=ASK, tools=[WEATHER]
+                )
                 calls = _calls(whole.choices[0].message)
                 if model == "on-ollama":  # no grammar there: the call is closed, as before
                     assert calls == [EXPECTED[0], ("get_weather", {"city": "Paris", "unit": None})]
@@ -109,11 +117,16 @@ async def test_continued_on_llama_and_vllm_closed_on_ollama(
                     assert calls == EXPECTED, model
                 assert whole.choices[0].finish_reason == finish == "tool_calls"
                 assert [(n, json.loads(a)) for _, n, a in streamed] == calls
-                assert [a for _, _, a in streamed] == [c.function.arguments for c in whole.choices[0].message.tool_calls or []]
+                assert [a for _, _, a in streamed] == [
+                    c.function.arguments for c in whole.choices[0].message.tool_calls or []
+                ]
                 # Closing skips the broken block and keeps the text after it; a continued call ends the turn.
                 assert whole.choices[0].message.content == content == (
                     "More text." if model == "on-ollama" else None), model  # fmt: skip
-        async with aiohttp.ClientSession() as session, session.get(url.removesuffix("/v1") + "/metrics") as reply:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(url.removesuffix("/v1") + "/metrics") as reply,
+        ):
             metrics = await reply.text()
     assert 'toolwire_repaired_tool_calls_total{format="hermes",how="continued"} 4.0' in metrics
     assert 'toolwire_repaired_tool_calls_total{format="hermes",how="closed"} 2.0' in metrics
@@ -132,7 +145,9 @@ async def test_a_continuation_that_fails_falls_back_to_closing(
 ) -> None:
     """The backend fails the continuation (an HTTP error): the call is closed, the turn finishes."""
     vllm, ollama = backends
-    failing = Scripted([], http_error=(500, {"error": {"code": 500, "message": "boom", "type": "server_error"}}))
+    failing = Scripted(
+        [], http_error=(500, {"error": {"code": 500, "message": "boom", "type": "server_error"}})
+    )
     async with running_gateway(_config(fake_llama, vllm, ollama)) as url:
         async with AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as client:
             fake_llama.script(Scripted(split_text(BROKEN)), failing)
@@ -140,11 +155,15 @@ async def test_a_continuation_that_fails_falls_back_to_closing(
             fake_llama.script(Scripted(split_text(BROKEN)), failing)
             _, streamed, finish = await _streamed(client, model="on-llama", messages=ASK, tools=[WEATHER])
     closed = [EXPECTED[0], ("get_weather", {"city": "Paris", "unit": None})]
-    assert _calls(whole.choices[0].message) == closed and [(n, json.loads(a)) for _, n, a in streamed] == closed
+    assert (
+        _calls(whole.choices[0].message) == closed and [(n, json.loads(a)) for _, n, a in streamed] == closed
+    )
     assert whole.choices[0].finish_reason == finish == "tool_calls"
 
 
-async def test_repair_off_is_unchanged(fake_llama: FakeLlamaServer, backends: tuple[FakeVllmServer, FakeOllama]) -> None:
+async def test_repair_off_is_unchanged(
+    fake_llama: FakeLlamaServer, backends: tuple[FakeVllmServer, FakeOllama]
+) -> None:
     """No continuation request is made; the broken call is content, or ends a stream with an error."""
     vllm, ollama = backends
     async with running_gateway(_config(fake_llama, vllm, ollama, repair=False)) as url:
@@ -155,10 +174,14 @@ async def test_repair_off_is_unchanged(fake_llama: FakeLlamaServer, backends: tu
             assert BROKEN_AT.strip() in (whole.choices[0].message.content or "")
             with pytest.raises(APIError):
                 await _streamed(client, model="on-llama", messages=ASK, tools=[WEATHER])
-    assert len(fake_llama.requests) == 2 and all("grammar" not in r or not r["grammar"] for r in fake_llama.requests)
+    assert len(fake_llama.requests) == 2 and all(
+        "grammar" not in r or not r["grammar"] for r in fake_llama.requests
+    )
 
 
-async def test_a_length_cut_is_not_continued(fake_llama: FakeLlamaServer, backends: tuple[FakeVllmServer, FakeOllama]) -> None:
+async def test_a_length_cut_is_not_continued(
+    fake_llama: FakeLlamaServer, backends: tuple[FakeVllmServer, FakeOllama]
+) -> None:
     vllm, ollama = backends
     async with running_gateway(_config(fake_llama, vllm, ollama)) as url:
         async with AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as client:

@@ -104,7 +104,7 @@ def _scalar_rest(state: JsonPrefix) -> str:
             return literal(word[len(state.scalar) :]) if word != state.scalar else ""
     for pattern, rest in _NUMBER_STEPS:
         if pattern.fullmatch(state.scalar):
-            return rest.format(frac='( "." [0-9]+ )', exp='( [eE] [-+]? [0-9]+ )')
+            return rest.format(frac='( "." [0-9]+ )', exp="( [eE] [-+]? [0-9]+ )")
     return '"\\x00"'  # not the start of a JSON value: nothing can complete it (never matches text)
 
 
@@ -184,7 +184,10 @@ class CallContinuation:
     def _plan(self, failed: ToolCallFailed) -> _Plan | None:
         if not self._enabled or failed.json_from < 0 or failed.at < 0:
             return None
-        if self._request.sampling.max_tokens is not None and self._request.sampling.max_tokens <= self._pieces:
+        if (
+            self._request.sampling.max_tokens is not None
+            and self._request.sampling.max_tokens <= self._pieces
+        ):
             return None  # the budget is spent
         arguments = "".join(self._arguments.get(failed.index, ()))
         completion = json_completion(arguments) if arguments else None
@@ -212,7 +215,9 @@ class CallContinuation:
         if request.sampling.max_tokens is not None:
             budget = min(budget, request.sampling.max_tokens)
         request = replace(
-            request, sampling=replace(request.sampling, max_tokens=budget), constraint=Constraint(grammar=plan.grammar)
+            request,
+            sampling=replace(request.sampling, max_tokens=budget),
+            constraint=Constraint(grammar=plan.grammar),
         )
         parser = self._new_parser()
         parser.feed(plan.written)  # the same state the broken call's parser had, before the fault
@@ -230,17 +235,25 @@ class CallContinuation:
                         end = piece
                         break
         except BackendError as error:
-            log.warning("tool_call_continuation_failed", request_id=self._trace.request_id, error=error.message)
+            log.warning(
+                "tool_call_continuation_failed", request_id=self._trace.request_id, error=error.message
+            )
             return None
         finally:
             self._trace.backend_wait += time.perf_counter() - started
         if end is None or end.reason == "length":
-            log.warning("tool_call_continuation_cut", request_id=self._trace.request_id, output="".join(output))
+            log.warning(
+                "tool_call_continuation_cut", request_id=self._trace.request_id, output="".join(output)
+            )
             return None
         events += parser.close()
-        ended = [e for e in events if isinstance(e, ToolCallEnd) and e.index == plan.index and not e.truncated]
+        ended = [
+            e for e in events if isinstance(e, ToolCallEnd) and e.index == plan.index and not e.truncated
+        ]
         if not ended or any(isinstance(e, ToolCallFailed) for e in events):
-            log.warning("tool_call_continuation_broken", request_id=self._trace.request_id, output="".join(output))
+            log.warning(
+                "tool_call_continuation_broken", request_id=self._trace.request_id, output="".join(output)
+            )
             return None
         log.warning(
             "tool_call_repaired",
@@ -251,4 +264,7 @@ class CallContinuation:
         )
         self.finish = replace(end, usage=carried_usage(end.usage, self._pieces))
         # Only what the continuation completed: events of the replayed prefix were sent already.
-        return [replace(e, repaired=True) if isinstance(e, ToolCallEnd) and e.index == plan.index else e for e in events]
+        return [
+            replace(e, repaired=True) if isinstance(e, ToolCallEnd) and e.index == plan.index else e
+            for e in events
+        ]

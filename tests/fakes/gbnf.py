@@ -23,7 +23,18 @@ from dataclasses import dataclass
 Node = tuple
 Stack = tuple[Node, ...]
 
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "]": "]", "[": "[", "-": "-", "/": "/", "^": "^"}
+_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    '"': '"',
+    "\\": "\\",
+    "]": "]",
+    "[": "[",
+    "-": "-",
+    "/": "/",
+    "^": "^",
+}
 _RULE = re.compile(r"^([A-Za-z0-9_-]+)\s*::=\s*(.*)$")
 # Characters tried for a negated class when the model's own text runs out before the grammar completes.
 _FILLERS = "a0 "
@@ -75,7 +86,13 @@ class _Parser:
             if self.i < len(self.text) and self.text[self.i] in "*+?":
                 op = self.text[self.i]
                 self.i += 1
-                item = ("star", item) if op == "*" else ("opt", item) if op == "?" else ("seq", (item, ("star", item)))
+                item = (
+                    ("star", item)
+                    if op == "*"
+                    else ("opt", item)
+                    if op == "?"
+                    else ("seq", (item, ("star", item)))
+                )
             items.append(item)
 
     def atom(self) -> Node:
