@@ -50,9 +50,19 @@ def test_the_grammar_admits_a_valid_completion_from_every_cut(whole: str) -> Non
         if grammar is None:  # only a prefix that is complete has no grammar
             assert prefix.strip() and orjson.loads(prefix) is not None
             continue
-        assert constrained(grammar, rest + " trailing junk") == rest  # its own rest, nothing after
-        for intended in ("<junk>", ""):
+        for intended in (rest + " trailing junk", "<junk>", ""):
             assert orjson.loads(prefix + constrained(grammar, intended)) is not None, (prefix, intended)
+
+
+def test_the_grammar_finishes_the_value_and_adds_no_members() -> None:
+    grammar = completion_grammar('{"name": "f", "arguments": {"city": "Par')
+    assert grammar is not None
+    assert constrained(grammar, 'is"}}\n</tool_call>') == 'is"}}'
+    assert (
+        constrained(grammar, 'is", "days": 3}}').replace(" ", "") == 'is"}}'
+    )  # a new member is not admitted
+    grammar = completion_grammar('{"a": {"b": ')
+    assert grammar is not None and constrained(grammar, '[1, {"c": true}]}}') == '[1, {"c": true}]}}'
 
 
 def test_no_grammar_for_what_is_not_a_json_start() -> None:
@@ -118,7 +128,8 @@ async def test_continued_on_llama_and_vllm_closed_on_ollama(
                 assert whole.choices[0].finish_reason == finish == "tool_calls"
                 assert [(n, json.loads(a)) for _, n, a in streamed] == calls
                 assert [a for _, _, a in streamed] == [
-                    c.function.arguments for c in whole.choices[0].message.tool_calls or []
+                    c.function.arguments
+                    for c in whole.choices[0].message.tool_calls or []  # type: ignore[union-attr]
                 ]
                 # Closing skips the broken block and keeps the text after it; a continued call ends the turn.
                 assert whole.choices[0].message.content == content == (

@@ -4,7 +4,8 @@ When a call breaks after its name was sent, the model had written a valid start 
 than closing that start ourselves (`repair.CallRepair`), the generation is stopped and the backend
 is asked to go on from exactly that text (the prompt plus what the model wrote, up to the end of
 the valid prefix, as a prefill) under a GBNF grammar that admits only the rest of this JSON: the
-rest of an open string or scalar, then for each open container `(, member)* close`. Its output is
+rest of an open string, scalar or member (any JSON value where one is due), then each open
+container closed (no new members: with them a small model rambles on, see `completion_grammar`). Its output is
 parsed as if the model had written it, by a parser replayed up to the same point. The turn then
 ends with the repaired call (the grammar ends where the JSON does; the parser needs no close
 marker at the end of the output).
@@ -54,7 +55,10 @@ def completion_grammar(prefix: str) -> str | None:
     rules = GbnfRules()
     ws, member, value = rules.use("ws"), rules.use("json-member"), rules.use("json-value")
     char, hex_ = rules.use("json-char"), rules.use("hex")
-    closers = {"{": f'( "," {ws} {member} )* "}}"', "[": f'( "," {ws} {value} {ws} )* "]"'}
+    # The value being written is finished, then every container is closed: no new members. A
+    # grammar that allows more (`("," member)*`) let the real 270M model ramble on with invented
+    # keys until the token bound cut it (and the repair fell back to closing).
+    closers = {"{": '"}"', "[": '"]"'}
     parts: list[str] = []
     innermost = closers[state.stack[-1]] if state.stack else ""
     expect = state.expect
@@ -75,9 +79,9 @@ def completion_grammar(prefix: str) -> str | None:
     elif expect == "key":
         parts.append(f"{ws} {member}")
     elif expect == "key_or_close":
-        innermost = f'{ws} ( {member} ( "," {ws} {member} )* )? "}}"'
+        innermost = f'{ws} {member}? "}}"'
     elif expect == "value_or_close":
-        innermost = f'{ws} ( {value} {ws} ( "," {ws} {value} {ws} )* )? "]"'
+        innermost = f'{ws} ( {value} {ws} )? "]"'
     else:  # after a complete value
         parts.append(ws)
     parts.append(innermost)
