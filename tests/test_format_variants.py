@@ -470,20 +470,22 @@ async def test_repair_on_three_backends_counted_in_metrics(fake_llama: FakeLlama
                     assert [c[1:] for c in streamed[1]] == [(call.function.name, call.function.arguments)]
             async with aiohttp.ClientSession() as session, session.get(url.removesuffix("/v1") + "/metrics") as reply:
                 metrics = await reply.text()
-        assert 'toolwire_repaired_tool_calls_total{format="hermes"} 4.0' in metrics
-        assert 'toolwire_repaired_tool_calls_total{format="default"} 2.0' in metrics
+        assert 'toolwire_repaired_tool_calls_total{format="hermes",how="closed"} 4.0' in metrics
+        # Only brackets were missing: closed, on every backend (no second generation).
+        assert 'toolwire_repaired_tool_calls_total{format="default",how="closed"} 2.0' in metrics
 
 
 async def test_a_call_left_unfinished_at_the_end_is_repaired(client: AsyncOpenAI, fake_llama: FakeLlamaServer) -> None:
     """The model stops (EOS, not the token limit) inside a call: a finished call, not an error event."""
     output = 'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par'
     pieces = split_text(output)
-    fake_llama.script(Scripted(pieces), Scripted(pieces))
+    # Each reply is continued under a grammar (a second generation): the model finishes the city.
+    fake_llama.script(Scripted(pieces), 'is"}}', Scripted(pieces), 'is"}}')
     tools: Any = [WEATHER_TOOL]
     whole = await client.chat.completions.create(model="qwen2.5-7b-instruct", messages=ASK_WEATHER, tools=tools)
     streamed = await _streamed(client, model="qwen2.5-7b-instruct", messages=ASK_WEATHER, tools=tools)
     [call] = whole.choices[0].message.tool_calls or []
-    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Par"})
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Paris"})
     assert (whole.choices[0].message.content, whole.choices[0].finish_reason) == ("Let me check.", "tool_calls")
     assert (streamed[0], [c[1:] for c in streamed[1]], streamed[2]) == (
         "Let me check.", [("get_weather", call.function.arguments)], "tool_calls")  # fmt: skip

@@ -91,6 +91,9 @@ class StreamParser:
         self._body_prefix = ""  # the open marker of the body being scanned, for its raw text
         self._open_arguments: list[str] = []  # the argument text sent so far for the announced call
         self.failed_calls = 0
+        self._fed = 0  # characters fed so far: the text being consumed ends here
+        self._json_from = -1  # where the JSON body being scanned began (-1: not JSON, or not yet)
+        self._json_body = False
 
     @property
     def completed_calls(self) -> int:
@@ -98,6 +101,7 @@ class StreamParser:
 
     def feed(self, text: str) -> list[ParseEvent]:
         if text:
+            self._fed += len(text)
             self._consume(self._carry + text if self._carry else text)
         return self._take_events()
 
@@ -117,7 +121,7 @@ class StreamParser:
                 self._scanner = None
                 self._mode = _Mode.AFTER_BODY
             else:
-                self._abandon_body(ended.reason)
+                self._abandon_body(ended.reason, self._fed)
         elif self._mode == _Mode.TEXT and self._carry:
             self._emit_text(self._carry)
         elif self._mode == _Mode.REASONING and self._carry:
@@ -221,6 +225,7 @@ class StreamParser:
         self._fence_head = ""
         syntax = next((block for block in self._blocks if prefix in block.open_markers), self._syntax)
         self._block = syntax
+        self._json_body, self._json_from = syntax.json_objects, -1
         # Where a broken call's block ends: its close marker; with none, or for a body that opened
         # with no marker of its own (a bare or fenced call), the end of its line.
         self._skip_to = (syntax.close_marker if prefix in syntax.open_markers else "") or "\n"
@@ -248,6 +253,8 @@ class StreamParser:
 
     def _consume_body(self, text: str) -> str:
         assert self._scanner is not None
+        if self._json_body and self._json_from < 0:
+            self._json_from = self._fed - len(text)  # the text consumed is always a suffix of all fed
         result = self._scanner.feed(text)
         self._track_arguments(result.events)
         self._events.extend(result.events)
@@ -257,7 +264,7 @@ class StreamParser:
             self._mode = _Mode.AFTER_BODY
             self._scanner = None
             return result.replay + text[result.end :]
-        self._abandon_body(result.reason)
+        self._abandon_body(result.reason, self._fed - len(text) + result.end)
         return text[result.end :]
 
     def _consume_after_body(self, text: str) -> str:
@@ -303,7 +310,7 @@ class StreamParser:
         self._mode = _Mode.TEXT
         return text[position + len(close) :]
 
-    def _abandon_body(self, reason: str) -> None:
+    def _abandon_body(self, reason: str, at: int = -1) -> None:
         """The body is not a well-formed call: give its text back as content."""
         assert self._scanner is not None
         # After a completed call in the same block, the marker belongs to that call.
@@ -317,7 +324,7 @@ class StreamParser:
         self.failed_calls += 1
         if announced is not None and self._repairing:
             # The call will be repaired: its text is not content, and the rest of its block goes too.
-            self._events.append(ToolCallFailed(announced, raw, reason))
+            self._events.append(ToolCallFailed(announced, raw, reason, at, self._json_from))
             self._mode = _Mode.SKIP
         elif announced is not None:
             # The raw text takes the call's place in the content, after the space before it.

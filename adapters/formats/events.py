@@ -64,6 +64,10 @@ class ToolCallFailed:
     index: int
     raw: str
     reason: str
+    # Where the fault is in all the text the parser was fed (-1: unknown), and where the call's
+    # body began when it is JSON text (-1: not JSON): what a repair by continuation starts from.
+    at: int = -1
+    json_from: int = -1
 
 
 ParseEvent = TextDelta | ReasoningDelta | ToolCallStart | ToolCallArgs | ToolCallEnd | ToolCallFailed

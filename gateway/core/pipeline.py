@@ -16,6 +16,7 @@ from adapters.backends.errors import BackendRejected
 from adapters.formats.events import ParseEvent, ReasoningDelta, TextDelta
 
 from .call_checks import CallChecker
+from .call_continuation import CallContinuation
 from .decoding import plan_decoding
 from .job import ChatJob
 from .logprob_alignment import LogprobAligner
@@ -93,15 +94,27 @@ async def run_chat(
             prompt.prompt, parse_calls=conversation.offers_tools, tools=conversation.tools, repairing=route.repair
         )
         repair = CallRepair(enabled=route.repair, format_name=tool_format.name, request_id=trace.request_id)
+        mender = CallContinuation(
+            parser=parser,
+            new_parser=lambda: tool_format.new_parser(
+                prompt.prompt, parse_calls=conversation.offers_tools, tools=conversation.tools, repairing=True
+            ),
+            repair=repair,
+            request=request,
+            generate=lambda attempt: open_generation(route, attempt, job.affinity, trace),
+            abandon=backend.close,
+            enabled=route.repair and "grammar" in route.constraints,
+            trace=trace,
+        )
         checker = CallChecker(
             conversation.tools, route.validators, constrained=decoding.constraint is not None, one_call=decoding.one_call
         )
         aligner = LogprobAligner() if job.sampling.logprobs is not None else None
         # The client's prefill is parsed (it may open reasoning or a call) but its text is not sent back.
-        if job.continues and (events := _not_text(parser.feed(job.continues))):
-            yield await checker.check(repair.check(events))
+        if job.continues and (events := _not_text(await mender.feed(job.continues, prefill=True))):
+            yield await checker.check(events)
         # The gateway's prefill is text the model "wrote": it opens the call the model goes on with.
-        if events := await checker.check(repair.check(parser.feed(decoding.prefill))):
+        if events := await checker.check(await mender.feed(decoding.prefill, prefill=True)):
             yield events
         raw: list[str] = []
         piece: BackendEvent | None = first
@@ -109,21 +122,23 @@ async def run_chat(
             trace.mark_first_token()
             if trace.debug:
                 raw.append(piece.text)
-            events = await checker.check(repair.check(parser.feed(piece.text)))
+            events = await checker.check(await mender.feed(piece.text))
             if aligner is not None:
                 aligner.place(piece.logprobs, events)
             if events or piece is first:  # the first, even empty: the stream's opening goes out now
                 yield events
-            piece = await backend.next()
+            # A broken call continued by the backend ends the generation; the rest was given up.
+            piece = mender.finish or await backend.next()
         assert isinstance(piece, Finish), "backends end every generation with a Finish"
-        if events := await checker.check(repair.check(parser.close(cut=piece.reason == "length"))):
+        if mender.finish is None and (events := await checker.check(await mender.close(piece))):
             if aligner is not None:
                 aligner.place((), events)
             yield events
+        piece = mender.finish or piece
     finally:
         await backend.close()
     trace.usage, trace.tool_calls, trace.malformed_calls = piece.usage, checker.calls, parser.failed_calls
-    trace.repaired_calls = repair.repaired
+    trace.repaired_calls, trace.continued_calls = repair.repaired, mender.continued
     if trace.debug:
         log.info("model_output", request_id=trace.request_id, output=decoding.prefill + "".join(raw))
     reason: str = piece.reason

@@ -16,6 +16,7 @@ output (the argument text that completes it).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import orjson
 import structlog
@@ -82,84 +83,109 @@ class CallRepair:
         return [*events, ToolCallEnd(failed.index, arguments, repaired=True)]
 
 
-def json_completion(prefix: str) -> str | None:
-    """The shortest text that makes `prefix` (the start of a JSON object) one complete object;
-    None when `prefix` is not the start of one."""
-    stack: list[str] = []
-    in_string = False
-    escape = 0  # 1 after a backslash; 2..5 inside a \\u escape (hex digits still to read + 1)
-    expect = "value"  # value, key, colon, comma (after a value), key_or_close, value_or_close
-    is_key = False
-    scalar = ""
+@dataclass(slots=True)
+class JsonPrefix:
+    """Where the start of a JSON object leaves off: the containers still open (outermost first) and
+    what must come next (`value`, `key`, `colon`, `comma` after a value, `key_or_close`,
+    `value_or_close`), inside a string (a key or not, and how far into an escape) or a scalar."""
+
+    stack: list[str] = field(default_factory=list)
+    expect: str = "value"
+    in_string: bool = False
+    is_key: bool = False
+    escape: int = 0  # 1 after a backslash; 2..5 inside a \\u escape (hex digits still to read + 1)
+    scalar: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return not self.stack and self.expect == "comma" and not self.scalar and not self.in_string
+
+
+def scan_json_prefix(prefix: str) -> JsonPrefix | None:
+    """The state `prefix` (the start of a JSON object or list) leaves off in; None when it is not
+    the start of one. An empty prefix expects the value."""
+    state = JsonPrefix()
     text = prefix.strip()
-    if not text:
-        return "{}"
-    if text[0] != "{":
+    if text and text[0] not in "{[":
         return None
     for char in text:
-        if in_string:
-            if escape == 1:
-                escape = 5 if char == "u" else 0
-            elif escape > 1:
-                escape = escape - 1 if escape > 2 else 0
+        if state.in_string:
+            if state.escape == 1:
+                state.escape = 5 if char == "u" else 0
+            elif state.escape > 1:
+                state.escape = state.escape - 1 if state.escape > 2 else 0
             elif char == "\\":
-                escape = 1
+                state.escape = 1
             elif char == '"':
-                in_string = False
-                expect = "colon" if is_key else "comma"
+                state.in_string = False
+                state.expect = "colon" if state.is_key else "comma"
             continue
-        if scalar:
+        if state.scalar:
             if char.isalnum() or char in "+-.":
-                scalar += char
+                state.scalar += char
                 continue
-            scalar = ""
-            expect = "comma"
+            state.scalar = ""
+            state.expect = "comma"
         if char in " \t\r\n":
             continue
+        stack, expect = state.stack, state.expect
         if not stack and expect == "comma":
             return None  # text after the complete object
         if expect in ("value", "value_or_close"):
             if char == "]" and expect == "value_or_close":
                 stack.pop()
-                expect = "comma"
+                state.expect = "comma"
             elif char in "{[":
                 stack.append(char)
-                expect = "key_or_close" if char == "{" else "value_or_close"
+                state.expect = "key_or_close" if char == "{" else "value_or_close"
             elif char == '"':
-                in_string, is_key = True, False
+                state.in_string, state.is_key = True, False
             elif char.isalnum() or char == "-":
-                scalar = char
+                state.scalar = char
             else:
                 return None
         elif expect in ("key", "key_or_close"):
             if char == "}" and expect == "key_or_close":
                 stack.pop()
-                expect = "comma"
+                state.expect = "comma"
             elif char == '"':
-                in_string, is_key = True, True
+                state.in_string, state.is_key = True, True
             else:
                 return None
         elif expect == "colon":
             if char != ":":
                 return None
-            expect = "value"
+            state.expect = "value"
         else:  # comma
             if char == ",":
-                expect = "key" if stack and stack[-1] == "{" else "value"
+                state.expect = "key" if stack and stack[-1] == "{" else "value"
             elif stack and char == {"{": "}", "[": "]"}[stack[-1]]:
                 stack.pop()
             else:
                 return None
-    if not stack and expect == "comma" and not scalar:
+    return state
+
+
+def json_completion(prefix: str) -> str | None:
+    """The shortest text that makes `prefix` (the start of a JSON object) one complete object;
+    None when `prefix` is not the start of one."""
+    text = prefix.strip()
+    if not text:
+        return "{}"
+    state = scan_json_prefix(text) if text[0] == "{" else None
+    if state is None:
+        return None
+    if state.complete:
         return ""  # complete already
     tail = ""
-    if in_string:
-        tail += "\\" if escape == 1 else ""
-        tail += "0" * (escape - 1) if escape > 1 else ""
+    expect = state.expect
+    if state.in_string:
+        tail += "\\" if state.escape == 1 else ""
+        tail += "0" * (state.escape - 1) if state.escape > 1 else ""
         tail += '"'
-        expect = "colon" if is_key else "comma"
-    elif scalar:
-        tail += _complete_scalar(scalar)
+        expect = "colon" if state.is_key else "comma"
+    elif state.scalar:
+        tail += _complete_scalar(state.scalar)
         expect = "comma"
     if expect == "colon":
         tail += ": null"
@@ -167,7 +193,7 @@ def json_completion(prefix: str) -> str | None:
         tail += "null"
     elif expect == "key":
         tail += '"": null'
-    for opened in reversed(stack):
+    for opened in reversed(state.stack):
         tail += "}" if opened == "{" else "]"
     try:
         orjson.loads(text + tail)

@@ -124,12 +124,16 @@ def _carry(finish: Finish, carried: int) -> Finish:
     """A resumed backend counts what it was given to continue as prompt; it was output."""
     if not carried:
         return finish
-    usage = finish.usage
-    return replace(
-        finish,
-        usage=Usage(
-            prompt_tokens=max(0, usage.prompt_tokens - carried),
-            completion_tokens=usage.completion_tokens + carried,
-            cached_tokens=usage.cached_tokens,
-        ),
+    return replace(finish, usage=carried_usage(finish.usage, carried))
+
+
+def carried_usage(usage: Usage | None, carried: int) -> Usage:
+    """The usage of a continuation that was given `carried` written tokens as prompt: they were
+    output. With no usage known (a generation given up), just those tokens."""
+    if usage is None:
+        return Usage(completion_tokens=carried)
+    return Usage(
+        prompt_tokens=max(0, usage.prompt_tokens - carried),
+        completion_tokens=usage.completion_tokens + carried,
+        cached_tokens=usage.cached_tokens,
     )

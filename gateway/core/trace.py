@@ -25,6 +25,7 @@ class RequestTrace:
     tool_calls: int = 0
     malformed_calls: int = 0
     repaired_calls: int = 0
+    continued_calls: int = 0  # repaired by continuation (the rest of `repaired_calls` were closed)
     error_kind: str = ""
     # Several backends per model: which were tried, in order; retries before the first byte,
     # resumes after it; the fallback model that answered instead, if any.

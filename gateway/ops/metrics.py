@@ -44,7 +44,10 @@ class Metrics:
             "toolwire_malformed_tool_calls", "Calls that were not well-formed, by format.", ["format"], registry=r
         )
         self.repaired_calls = Counter(
-            "toolwire_repaired_tool_calls", "Broken calls ended with valid JSON, by format.", ["format"], registry=r
+            "toolwire_repaired_tool_calls",
+            "Broken calls ended with valid JSON, by format and how (continued by the backend, or closed).",
+            ["format", "how"],
+            registry=r,
         )
         self.backend_errors = Counter(
             "toolwire_backend_errors", "Backend faults by backend and kind.", ["backend", "kind"], registry=r

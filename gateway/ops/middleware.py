@@ -91,7 +91,9 @@ def _record(request: web.Request, response: web.StreamResponse, trace: RequestTr
     if trace.malformed_calls:
         metrics.malformed_calls.labels(trace.tool_format).inc(trace.malformed_calls)
     if trace.repaired_calls:
-        metrics.repaired_calls.labels(trace.tool_format).inc(trace.repaired_calls)
+        metrics.repaired_calls.labels(trace.tool_format, "closed").inc(trace.repaired_calls)
+    if trace.continued_calls:
+        metrics.repaired_calls.labels(trace.tool_format, "continued").inc(trace.continued_calls)
     if trace.error_kind:
         metrics.backend_errors.labels(trace.backend, trace.error_kind).inc()
     if trace.retries:

@@ -86,7 +86,8 @@ Generation (``server-context.cpp`` process_token / post_decode, ``common/common.
   [seen]; a non-stream final has them all. The values are the fake's own (``tests/fakes/token_probs.py``).
 
 Not modelled (the fake answers as noted): multiple prompts in one request and ``n_cmpl`` > 1 (400 naming the
-fake), return_progress events, grammars (accepted, recorded, not enforced),
+fake), n_probs / completion_probabilities, return_progress events, lazy grammars (accepted, recorded, not
+enforced; a plain ``grammar`` is honored as a model would, see ``tests/fakes/gbnf.py``),
 logit_bias (accepted, reported as []), invalid UTF-8 pieces, OPTIONS pre-flight. Stop strings are matched on
 characters, not bytes. Tokens and ids are the fake's own (see ``split_text``). Defaults in
 ``generation_settings`` and ``/props`` are the ones the real server printed; ``sse_ping_interval`` pings and
@@ -101,13 +102,14 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
 from aiohttp import web
 
 from tests.fakes import token_probs
+from tests.fakes.gbnf import constrained
 from tests.fakes.server import MAX_REQUEST_BYTES, LoopbackServer
 
 StopType = Literal["eos", "limit", "none"]
@@ -1207,6 +1209,10 @@ class FakeLlamaServer(LoopbackServer):
                 )
         except ApiError as exc:
             return self._error(exc)
+        if params.grammar and not params.grammar_lazy and script.http_error is None:
+            # The model writes what it meant where the grammar admits it, and ends where it is complete.
+            text = constrained(params.grammar, "".join(c for c in script.chunks if c not in self.eog_tokens))
+            script = replace(script, chunks=self.split(text), stop_type="eos")
         if script.http_error is not None:
             status, error = script.http_error
             return self._json(status, error)

@@ -66,8 +66,8 @@ Generation (``v1/core/sched/utils.py`` check_stop, ``v1/engine/detokenizer.py``,
   for the N + 1 likeliest, the sampled one first. Non-stream: one such object for the whole output. The values
   are the fake's own (``tests/fakes/token_probs.py``).
 
-Not modelled: n > 1, several prompts, echo, prompt logprobs, beam search, structured outputs (accepted, recorded, not
-enforced), prompt token ids, min_tokens, spaces_between_special_tokens (the fast detokenizer adds none),
+Not modelled: n > 1, several prompts, echo, prompt logprobs, beam search, structured outputs other than ``grammar``
+(accepted, recorded, not enforced; a ``grammar`` is honored as a model would, see ``tests/fakes/gbnf.py``), prompt token ids, min_tokens, spaces_between_special_tokens (the fast detokenizer adds none),
 stream_interval, system_fingerprint. Tokens are the fake's own (``tests.fakes.llamacpp.split_text``).
 ``eos_in_text`` is a deliberate deviation: it prints the EOS token's text at the end, as some other
 OpenAI-compatible servers (and old releases) do, to test clients that must strip it.
@@ -81,13 +81,14 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
 from aiohttp import web
 
 from tests.fakes import token_probs
+from tests.fakes.gbnf import constrained
 from tests.fakes.llamacpp import _segments, _Vocab, split_text
 from tests.fakes.server import MAX_REQUEST_BYTES, LoopbackServer
 
@@ -529,6 +530,12 @@ class FakeVllmServer(LoopbackServer):
         script = self._next_script(body["prompt"] if isinstance(body.get("prompt"), str) else "")
         if script is None:
             raise ApiError("fake vLLM: no scripted reply left", "InternalServerError", 500)
+        structured = body.get("structured_outputs")
+        if isinstance(structured, dict) and isinstance(structured.get("grammar"), str) and script.http_error is None:
+            # The model writes what it meant where the grammar admits it, and ends where it is complete.
+            eog = {self.eos_token, *self.eog_tokens}
+            text = constrained(structured["grammar"], "".join(c for c in script.chunks if c not in eog))
+            script = replace(script, chunks=self.split(text), end="eos")
         if script.http_error is not None:
             status, error = script.http_error
             return self._json(status, error)
