@@ -25,7 +25,7 @@ from ..core.reasoning_memory import LocalReasoningMemory
 from ..core.response_store import JsonObject, ResponseStore, open_store
 from ..ops.app_keys import API_KEY, CHAT_REASONING, CONFIG
 from ..ops.auth import ApiKey, owner_of
-from ..ops.config import ResponsesConfig
+from ..ops.server_config import ResponsesConfig
 from .errors import ApiError
 from .json_body import json_response, read_body
 from .mcp_encoding import McpOutputBuilder
