@@ -29,6 +29,7 @@ from adapters.formats.events import (
 from ..core.faults import CallBrokeOff
 from ..core.pipeline import Completed
 from .errors import ApiError
+from .failed_calls import FailedCallsAsText
 
 JsonObject = dict[str, Any]
 Event = JsonObject
@@ -139,21 +140,9 @@ class ContentBuilder:
         self._emit({"type": "content_block_stop", "index": current.index})
 
     def _failed(self, event: ToolCallFailed) -> None:
-        if self._streaming:
-            # Its fragments are already out: end the stream with an error rather than let the
-            # client assemble half a call.
-            raise CallBrokeOff(event.index, event.reason)
-        # Collected: the call never existed; what the model wrote is text (LM Studio's behaviour).
-        call = self._calls.pop(event.index, None)
-        if call is not None:
-            self.content.remove(call.block)
-            if self._open is call:
-                self._open = None
-        last = self.content[-1] if self.content else None
-        if self._open is None and last is not None and last["type"] == "text":
-            # Rejoin the text the call interrupted, so it reads as the model wrote it.
-            self._open = _OpenBlock(len(self.content) - 1, last, [last["text"]])
-        self._grow("text", event.raw)
+        # Its fragments are already out: end the stream with an error rather than let the client
+        # assemble half a call. (A collected answer never gets here: see failed_calls.py.)
+        raise CallBrokeOff(event.index, event.reason)
 
     def _emit(self, event: Event) -> None:
         if self._streaming:
@@ -256,10 +245,14 @@ class MessageCollector:
     def __init__(self, meta: MessageMeta) -> None:
         self._meta = meta
         self._builder = ContentBuilder(meta, streaming=False)
+        self._calls_as_text = FailedCallsAsText[ParseEvent]()
 
     def add(self, event: ParseEvent) -> None:
-        self._builder.add(event)
+        for ready in self._calls_as_text.feed(event):
+            self._builder.add(ready)
 
     async def result(self, completed: Completed) -> JsonObject:
+        for ready in self._calls_as_text.flush():
+            self._builder.add(ready)
         self._builder.finish()
         return message_object(self._meta, self._builder.content, completed, self._builder.calls)

@@ -129,21 +129,9 @@ class OutputBuilder:
         self._emit({"type": "response.output_item.done", "output_index": current.index, "item": dict(item)})
 
     def _failed(self, event: ToolCallFailed) -> None:
-        if self._streaming:
-            # Its fragments are already out: end the stream failed rather than let the client
-            # assemble half a call.
-            raise CallBrokeOff(event.index, event.reason)
-        # Collected: the call never existed; what the model wrote is text (LM Studio's behaviour).
-        call = self._calls.pop(event.index, None)
-        if call is not None:
-            self.output.remove(call.item)
-            if self._open is call:
-                self._open = None
-        last = self.output[-1] if self.output else None
-        if self._open is None and last is not None and last["type"] == "message":
-            # Rejoin the message the call interrupted, so the text reads as the model wrote it.
-            self._open = _OpenItem(last, len(self.output) - 1, [last["content"][0]["text"]])
-        self._grow("message", event.raw)
+        # Its fragments are already out: end the stream failed rather than let the client assemble
+        # half a call. (A collected answer never gets here: see failed_calls.py.)
+        raise CallBrokeOff(event.index, event.reason)
 
     def _emit(self, event: Event) -> None:
         if self._streaming:
