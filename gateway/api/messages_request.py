@@ -23,11 +23,11 @@ from adapters.formats.conversation import (
     NamedToolChoice,
     ToolCall,
     ToolChoice,
-    ToolSpec,
 )
 
 from ..core.faults import InvalidRequest
 from ..core.job import ChatJob
+from .request_tools import tool_spec
 
 _TOOL_NAME = r"^[a-zA-Z0-9_\-]{1,128}$"
 # Block types toolwire reads, by where they may appear.
@@ -240,8 +240,8 @@ def _validation_error(error: ValidationError) -> InvalidRequest:
 
 
 def _job(request: CountTokensRequest, sampling: SamplingParams, *, stop: tuple[str, ...], stream: bool) -> ChatJob:
-    tools = tuple(ToolSpec(tool.name, tool.description, tool.input_schema, bool(tool.strict))
-                  for tool in request.tools or ())
+    tools = tuple(tool_spec(tool.name, tool.description, tool.input_schema, tool.strict,
+                            param=f"tools.{index}.input_schema") for index, tool in enumerate(request.tools or ()))
     choice, parallel = _tool_choice(request.tool_choice, {tool.name for tool in tools})
     messages = _system(request.system) + _conversation(request.messages)
     schema = request.output_config.format.schema_ if request.output_config and request.output_config.format else None
