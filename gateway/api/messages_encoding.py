@@ -26,10 +26,10 @@ from adapters.formats.events import (
     ToolCallStart,
 )
 
-from ..core.faults import CallBrokeOff
 from ..core.pipeline import Completed
 from .errors import ApiError
 from .failed_calls import FailedCallsAsText
+from .stream_events import StreamEvents
 
 JsonObject = dict[str, Any]
 Event = JsonObject
@@ -60,17 +60,16 @@ class _OpenBlock:
     sent_json: bool = False  # a tool_use block: whether any input_json_delta went out
 
 
-class ContentBuilder:
+class ContentBuilder(StreamEvents):
     """Builds `content` in the order the model wrote it: thinking, text and tool_use blocks."""
 
     def __init__(self, meta: MessageMeta, *, streaming: bool) -> None:
         self.content: list[JsonObject] = []
         self.calls = 0
+        super().__init__(streaming=streaming)
         self._meta = meta
-        self._streaming = streaming
         self._open: _OpenBlock | None = None
         self._calls: dict[int, _OpenBlock] = {}  # parser call index -> its block
-        self._events: list[Event] = []
 
     def add(self, event: ParseEvent) -> list[Event]:
         """Take one parser event; returns the stream events it causes (none when collecting)."""
@@ -138,19 +137,6 @@ class ContentBuilder:
         if kind in ("text", "thinking"):
             current.block[kind] = "".join(current.parts)
         self._emit({"type": "content_block_stop", "index": current.index})
-
-    def _failed(self, event: ToolCallFailed) -> None:
-        # Its fragments are already out: end the stream with an error rather than let the client
-        # assemble half a call. (A collected answer never gets here: see failed_calls.py.)
-        raise CallBrokeOff(event.index, event.reason)
-
-    def _emit(self, event: Event) -> None:
-        if self._streaming:
-            self._events.append(event)
-
-    def _drain(self) -> list[Event]:
-        events, self._events = self._events, []
-        return events
 
 
 def stop_reason(meta: MessageMeta, completed: Completed, calls: int) -> tuple[str, str | None]:
