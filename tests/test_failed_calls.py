@@ -6,55 +6,47 @@ from __future__ import annotations
 import pytest
 from anthropic import APIStatusError, AsyncAnthropic
 
-from adapters.formats.events import (
-    ParseEvent,
-    ReasoningDelta,
-    TextDelta,
-    ToolCallArgs,
-    ToolCallEnd,
-    ToolCallFailed,
-    ToolCallStart,
-)
+from adapters.formats import events as ev
 from gateway.api.failed_calls import FailedCallsAsText
 from tests.conftest import fake_routes
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text
 from tests.support.gateway import make_config, running_gateway
 
 
-def fed(events: list[ParseEvent]) -> list[ParseEvent]:
-    calls_as_text = FailedCallsAsText[ParseEvent]()
+def fed(events: list[ev.ParseEvent]) -> list[ev.ParseEvent]:
+    calls_as_text = FailedCallsAsText[ev.ParseEvent]()
     out = [ready for event in events for ready in calls_as_text.feed(event)]
     return out + calls_as_text.flush()
 
 
 def test_events_outside_calls_pass_at_once() -> None:
-    calls_as_text = FailedCallsAsText[ParseEvent]()
-    assert calls_as_text.feed(TextDelta("a")) == [TextDelta("a")]
-    assert calls_as_text.feed(ReasoningDelta("r")) == [ReasoningDelta("r")]
+    calls_as_text = FailedCallsAsText[ev.ParseEvent]()
+    assert calls_as_text.feed(ev.TextDelta("a")) == [ev.TextDelta("a")]
+    assert calls_as_text.feed(ev.ReasoningDelta("r")) == [ev.ReasoningDelta("r")]
 
 
 def test_a_call_is_held_until_it_ends_then_passes_whole() -> None:
-    calls_as_text = FailedCallsAsText[ParseEvent]()
-    start, args, end = ToolCallStart(0, "call_1", "f"), ToolCallArgs(0, "{}"), ToolCallEnd(0, "{}")
+    calls_as_text = FailedCallsAsText[ev.ParseEvent]()
+    start, args, end = ev.ToolCallStart(0, "call_1", "f"), ev.ToolCallArgs(0, "{}"), ev.ToolCallEnd(0, "{}")
     assert calls_as_text.feed(start) == [] and calls_as_text.feed(args) == []
     assert calls_as_text.feed(end) == [start, args, end]
 
 
 def test_a_failed_call_becomes_its_text_in_its_place() -> None:
-    good = [ToolCallStart(1, "call_2", "g"), ToolCallEnd(1, "{}")]
-    events = [TextDelta("Checking.\n"), ToolCallStart(0, "call_1", "f"), ToolCallArgs(0, '{"a": '),
-              *good, ToolCallFailed(0, '<tool_call>{"name": "f", "arguments": {"a": }', "bad JSON"), TextDelta("Done.")]
-    assert fed(events) == [TextDelta("Checking.\n"), TextDelta('<tool_call>{"name": "f", "arguments": {"a": }'), *good,
-                           TextDelta("Done.")]
+    good = [ev.ToolCallStart(1, "call_2", "g"), ev.ToolCallEnd(1, "{}")]
+    events = [ev.TextDelta("Checking.\n"), ev.ToolCallStart(0, "call_1", "f"), ev.ToolCallArgs(0, '{"a": '),
+              *good, ev.ToolCallFailed(0, '<tool_call>{"name": "f", "arguments": {"a": }', "bad JSON"), ev.TextDelta("Done.")]
+    assert fed(events) == [ev.TextDelta("Checking.\n"), ev.TextDelta('<tool_call>{"name": "f", "arguments": {"a": }'), *good,
+                           ev.TextDelta("Done.")]
 
 
 def test_a_failure_for_a_call_never_announced_is_text_where_it_comes() -> None:
-    assert fed([TextDelta("a"), ToolCallFailed(3, "raw", "why")]) == [TextDelta("a"), TextDelta("raw")]
+    assert fed([ev.TextDelta("a"), ev.ToolCallFailed(3, "raw", "why")]) == [ev.TextDelta("a"), ev.TextDelta("raw")]
 
 
 def test_a_call_left_open_comes_out_at_the_end() -> None:
-    start = ToolCallStart(0, "call_1", "f")
-    assert fed([TextDelta("a"), start]) == [TextDelta("a"), start]
+    start = ev.ToolCallStart(0, "call_1", "f")
+    assert fed([ev.TextDelta("a"), start]) == [ev.TextDelta("a"), start]
 
 
 BROKEN = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris",}}\n</tool_call>'
