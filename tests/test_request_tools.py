@@ -1,4 +1,4 @@
-"""Every request parser turns a client's tools into the core's the same way (gateway/api/request_tools.py):
+"""Every request parser turns a client's tools into the core's the same way (gateway/api/request_tools.py)
 a schema whose `$ref` does not resolve is a 400 naming where it stands, on each surface."""
 
 from __future__ import annotations
@@ -38,3 +38,14 @@ def test_a_broken_ref_names_its_place_in_each_api() -> None:
     with pytest.raises(InvalidRequest) as fault:
         parse_chat_request(orjson.dumps(chat))
     assert fault.value.param == "tools[0].function.parameters"
+
+
+def test_a_messages_body_is_read_as_every_api_reads_one() -> None:
+    """The Messages parser reads its body through json_body.py too, so its depth bound holds there."""
+    deep: object = "x"
+    for _ in range(200):
+        deep = [deep]
+    body = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}], "metadata": deep}
+    with pytest.raises(InvalidRequest) as fault:
+        parse_messages_request(orjson.dumps(body))
+    assert fault.value.code == "invalid_json" and "nests deeper" in str(fault.value)

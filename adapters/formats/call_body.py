@@ -16,6 +16,7 @@ class CallBodyScanner:
         self._events: list[ParseEvent] = []
         self._index: int | None = None  # the call being written
         self._arguments: list[str] = []  # the argument text sent for it
+        self._out: list[str] = []  # argument text read and not yet sent (see `_flush`)
         self._raw_from = 0  # where, in the chunk being fed, the text of the call in progress starts
         self.raw: list[str] = []
         self.completed_any = False
@@ -43,6 +44,14 @@ class CallBodyScanner:
         assert self._index is not None
         self._arguments.append(text)
         self._events.append(ToolCallArgs(self._index, text))
+
+    def _flush(self) -> None:
+        """Send what `_out` holds, as one event, if a call is open."""
+        if self._index is None or not self._out:
+            return
+        text = "".join(self._out)
+        self._out.clear()
+        self._send(text)
 
     def _call_ended(self) -> None:
         assert self._index is not None

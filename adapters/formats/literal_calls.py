@@ -83,7 +83,6 @@ class LiteralCallScanner(CallBodyScanner):
         self._typed: list[str] | None = None  # a top-level quoted value parsed whole at its close
         self._typed_types: frozenset[str] = frozenset()
         self._held = ""  # inside a string: a tail that may begin the quote token
-        self._out: list[str] = []
 
     def _scan(self, text: str) -> ScanResult:
         result = self._read(text)
@@ -291,13 +290,6 @@ class LiteralCallScanner(CallBodyScanner):
             self._out.append(json_chars(piece))
 
     # -- output ---------------------------------------------------------------------------
-
-    def _flush(self) -> None:
-        if self._index is None or not self._out:
-            return
-        text = "".join(self._out)
-        self._out.clear()
-        self._send(text)
 
     def _end_call(self) -> None:
         self._flush()

@@ -89,7 +89,6 @@ class PythonicScanner(CallBodyScanner):
         self._call_name = ""
         self._positional: list[str] = []  # the tool's parameter names, for positional arguments
         self._keywords = False
-        self._out: list[str] = []  # JSON text not yet sent
         self._done = False
         self._at = 0  # where in the chunk the character being handled is
 
@@ -294,13 +293,6 @@ class PythonicScanner(CallBodyScanner):
         self._flush()
         self._call_ended()
         self._restart_raw(self._at + 1)
-
-    def _flush(self) -> None:
-        if self._index is None or not self._out:
-            return
-        text = "".join(self._out)
-        self._out.clear()
-        self._send(text)
 
     # -- strings ---------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from adapters.formats.conversation import (
 
 from ..core.faults import InvalidRequest
 from ..core.job import ChatJob
+from .json_body import parse_json_object
 from .request_tools import tool_spec
 
 _TOOL_NAME = r"^[a-zA-Z0-9_\-]{1,128}$"
@@ -182,12 +183,7 @@ def parse_count_tokens_request(body: bytes) -> ChatJob:
 
 
 def _validate(model: type[CountTokensRequest], body: bytes) -> CountTokensRequest:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise InvalidRequest(f"The request body is not valid JSON: {error}", code="invalid_json") from error
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    data = parse_json_object(body)
     _check_kinds(data)
     try:
         return model.model_validate(data)
