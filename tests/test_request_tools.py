@@ -1,5 +1,6 @@
-"""Every request parser turns a client's tools into the core's the same way (gateway/api/request_tools.py)
-a schema whose `$ref` does not resolve is a 400 naming where it stands, on each surface."""
+"""Every request parser reads a client's tools (gateway/api/request_tools.py) and its body
+(gateway/api/json_body.py) the same way: a schema whose `$ref` does not resolve is a 400 naming where
+it stands, on each surface."""
 
 from __future__ import annotations
 
