@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.conftest import QWEN25
 from tests.fakes.model import echo_text
+from tests.support.health import wait_ok
 from tests.support.real_llama import free_port
 
 IDLE_CLOSE = 3.0  # seconds of quiet after the warm-up, before the baseline is taken
@@ -65,18 +66,6 @@ async def start(*args: str, log: Any = None) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, *args, cwd=ROOT, stdout=log or asyncio.subprocess.PIPE, stderr=log or asyncio.subprocess.DEVNULL
     )
-
-
-async def wait_ready(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            with suppress(aiohttp.ClientError):
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
 
 
 @asynccontextmanager
@@ -112,7 +101,7 @@ async def processes(token_delay: float, streams: int) -> AsyncIterator[tuple[str
             gateway = await start("-m", "gateway", "serve", "--config", str(path), log=log)
             procs.append(gateway)
             url = f"http://127.0.0.1:{port}"
-            await wait_ready(url + "/health/ready")
+            await wait_ok(url + "/health/ready")
             yield url, gateway.pid
         finally:
             for proc in reversed(procs):

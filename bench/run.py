@@ -45,6 +45,7 @@ from gateway.core.pipeline import Completed
 from gateway.core.prompt import build_prompt
 from tests.fakes.llamacpp import FakeLlamaServer, Scripted, split_text
 from tests.support.gateway import TEMPLATES
+from tests.support.health import wait_ok
 from tests.support.real_llama import free_port
 
 _T = TypeVar("_T")
@@ -84,18 +85,6 @@ def gateway_config(backend_url: str, port: int) -> dict[str, Any]:
                         "chat_template": str(QWEN25), "eos_token": EOS}]}
 
 
-async def wait_healthy(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            with suppress(aiohttp.ClientError):
-                async with session.get(f"{url}/health") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not become healthy")
-
-
 @asynccontextmanager
 async def servers() -> AsyncIterator[tuple[str, str]]:
     """The fake backend and `toolwire serve` in their own processes; yields (fake URL, gateway URL)."""
@@ -112,8 +101,8 @@ async def servers() -> AsyncIterator[tuple[str, str]]:
                 procs.append(await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "gateway", "serve", "--config", str(config), cwd=ROOT, stdout=log, stderr=log))
             gateway_url = f"http://127.0.0.1:{port}"
-            await wait_healthy(fake_url)
-            await wait_healthy(gateway_url)
+            await wait_ok(f"{fake_url}/health")
+            await wait_ok(f"{gateway_url}/health")
             yield fake_url, gateway_url
         finally:
             for proc in reversed(procs):

@@ -45,6 +45,7 @@ from gateway.api.chat_request import parse_chat_request
 from gateway.core.chat_template import load_template_file
 from gateway.core.prompt import build_prompt
 from tests.support.gateway import TEMPLATES
+from tests.support.health import wait_ok
 from tests.support.real_llama import free_port
 
 UPSTREAM, PUBLIC, EOS = "Qwen/Qwen2.5-7B-Instruct", "qwen", "<|im_end|>"
@@ -141,24 +142,12 @@ def gateway_config(backends: dict[str, str], port: int) -> dict[str, Any]:
             "models": [{"name": PUBLIC if name == "main" else name, "backend": name, **route} for name in backends]}
 
 
-async def wait_healthy(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            with suppress(aiohttp.ClientError):
-                async with session.get(f"{url}/health") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not become healthy")
-
-
 async def start_fake(mode: str) -> tuple[asyncio.subprocess.Process, str]:
     proc = await asyncio.create_subprocess_exec(sys.executable, str(Path(__file__).resolve()), "--serve-fake", mode,
                                                 stdout=subprocess.PIPE)
     assert proc.stdout is not None
     url = (await proc.stdout.readline()).decode().strip()
-    await wait_healthy(url)
+    await wait_ok(f"{url}/health", within=60.0)
     return proc, url
 
 
@@ -189,7 +178,7 @@ async def gateway(backends: dict[str, str], *, workers: int = 1, root: Path = RO
             url = f"http://127.0.0.1:{port}"
             spy = None
             try:
-                await wait_healthy(url)
+                await wait_ok(f"{url}/health", within=60.0)
                 if profile:  # attached once serving, so start-up (imports, templates) stays out of it
                     spy = await asyncio.create_subprocess_exec(
                         str(Path(sys.executable).parent / "py-spy"), "record", "-r", "250", "-f", "raw", "-o", profile,

@@ -13,6 +13,7 @@ from gateway.ops.config import (
     load_config,
     parse_config,
 )
+from tests.support.config_lookup import backend_named, route_named
 
 MINIMAL = """\
 backends:
@@ -87,9 +88,9 @@ models:
     assert local.api_key is None  # empty default means no key
     assert (local.timeouts.connect, local.timeouts.read, local.max_connections) == (2, 60.5, 8)
     assert (gpu.type, gpu.url, gpu.api_key) == ("vllm", "https://gpu.internal:8000/v1", "sk-#secret:1")
-    assert config.backend("gpu") is gpu
+    assert backend_named(config, "gpu") is gpu
 
-    gemma, qwen = config.model_routes
+    gemma, qwen = config.models
     assert gemma.upstream_model == "gemma3"
     assert gemma.tool_format == "hermes"
     assert gemma.chat_template == template.resolve()
@@ -97,17 +98,17 @@ models:
     sampling = gemma.defaults.model_dump(exclude_none=True)
     assert sampling == {"temperature": 0.2, "top_k": 40, "seed": 7, "max_tokens": 512}
     assert gemma.context_size == 4096
-    assert config.route("qwen") is qwen
+    assert route_named(config, "qwen") is qwen
 
 
 def test_defaults_applied() -> None:
     config = parse_config(MINIMAL, environ={})
 
     assert (config.listen.host, config.listen.port, config.log_level) == ("127.0.0.1", 8000, "info")
-    backend = config.backend("local-llama")
+    backend = backend_named(config, "local-llama")
     assert (backend.api_key, backend.timeouts.connect, backend.timeouts.read) == (None, 5, 300)
     assert backend.max_connections == 64
-    (route,) = config.model_routes
+    (route,) = config.models
     assert route.upstream_model == "gemma-3-270m"  # defaults to the public name
     assert (route.tool_format, route.chat_template) == ("default", "backend")
     assert (route.bos_token, route.eos_token, route.stop, route.context_size) == (None, None, (), None)
@@ -119,7 +120,7 @@ def test_config_is_frozen() -> None:
     with pytest.raises(ValueError):
         config.log_level = "debug"  # type: ignore[misc]
     with pytest.raises(KeyError):
-        config.backend("nope")
+        backend_named(config, "nope")
 
 
 def test_env_interpolation() -> None:
@@ -132,8 +133,8 @@ def test_env_interpolation() -> None:
     environ = {"HOST": "gpu.lan", "PRICE": "5", "GATEWAY_PORT": "9100", "EOS": "# not: yaml"}
     config = parse_config(text, environ=environ)
 
-    assert config.backend("local-llama").url == "http://gpu.lan:8080/v1"
-    (route,) = config.model_routes
+    assert backend_named(config, "local-llama").url == "http://gpu.lan:8080/v1"
+    (route,) = config.models
     assert route.upstream_model == "a:b # not a comment"
     assert route.eos_token == "# not: yaml"  # substituted after parsing, so never re-read as YAML
     assert route.stop == ("$HOME", "cost: $5", "plain $ sign")
@@ -143,7 +144,7 @@ def test_env_interpolation() -> None:
 def test_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOOLWIRE_TEST_UPSTREAM", "from-os")
     config = parse_config(MINIMAL + "    upstream_model: ${TOOLWIRE_TEST_UPSTREAM}\n")
-    assert config.model_routes[0].upstream_model == "from-os"
+    assert config.models[0].upstream_model == "from-os"
 
 
 def test_missing_env_var_names_key() -> None:
@@ -211,12 +212,12 @@ def test_template_path_relative_to_config_dir(tmp_path: Path, monkeypatch: pytes
     path = write(config_dir, MINIMAL + "    chat_template: chat.jinja\n")
     monkeypatch.chdir(tmp_path)  # the cwd is not the config folder: resolution must not use it
 
-    route = load_config(Path("config/toolwire.yaml"), environ={}).model_routes[0]
+    route = load_config(Path("config/toolwire.yaml"), environ={}).models[0]
     assert route.chat_template == template.resolve()
     assert isinstance(route.chat_template, Path) and route.chat_template.is_absolute()
 
     absolute = write(config_dir, MINIMAL + f"    chat_template: {template}\n", "absolute.yaml")
-    assert load_config(absolute, environ={}).model_routes[0].chat_template == template.resolve()
+    assert load_config(absolute, environ={}).models[0].chat_template == template.resolve()
     assert path.exists()
 
 
@@ -287,4 +288,4 @@ def test_default_config_path_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -
 def test_models_can_be_built_directly() -> None:
     backends = [{"name": "b", "type": "ollama", "url": "http://h:11434"}]
     config = GatewayConfig.model_validate({"backends": backends, "models": [{"name": "m", "backend": "b"}]})
-    assert config.route("m").upstream_model == "m"
+    assert route_named(config, "m").upstream_model == "m"

@@ -8,12 +8,11 @@ through as they are written, so a long argument streams instead of arriving whol
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from enum import IntEnum
 
-import orjson
-
-from .events import ParseEvent, ToolCallArgs, ToolCallEnd, ToolCallStart
+from .call_body import CallBodyScanner
+from .events import ToolCallArgs, ToolCallEnd, ToolCallStart
+from .json_call_object import ArgumentsProblem, JsonCallObject, decode_string
 from .scanning import CallIndexer, ScanResult, ScanStatus
 
 # Inside a string only a quote, a backslash or a raw control character needs attention.
@@ -33,22 +32,7 @@ class _Expect(IntEnum):
     VALUE, VALUE_OR_CLOSE, KEY_OR_CLOSE, KEY, COLON, COMMA_OR_CLOSE, STRING, ESCAPE, UNICODE, SCALAR, DONE = range(11)
 
 
-@dataclass(slots=True)
-class _Call:
-    name_keys: tuple[str, ...]
-    argument_keys: tuple[str, ...]
-    index: int | None = None
-    name: str | None = None
-    # How the arguments value began: "{" (streamed), '"' (a JSON string to decode), "n" (null).
-    arguments_kind: str | None = None
-    arguments: list[str] = field(default_factory=list)
-    # Argument text written before the name was known; sent when the call is announced.
-    unsent: list[str] = field(default_factory=list)
-    # The id the model wrote for the call itself, if the format has one (Kimi's `functions.NAME:IDX`).
-    written_id: str = ""
-
-
-class JsonCallScanner:
+class JsonCallScanner(CallBodyScanner):
     """Scans one call body: a JSON call object, or a JSON list of them (the first character decides).
 
     With `known_names`, a call to any other name is not a call: for bodies that begin with no
@@ -69,11 +53,10 @@ class JsonCallScanner:
         call_name: str | None = None,
         written_id: str = "",
     ) -> None:
-        self._indexer = indexer
+        super().__init__(indexer)
         # Keys of the call's own id (Mistral's "id"): the call is announced once it is read (or
         # when the call ends without one), so the id the model wrote is the call's id.
         self._id_keys = id_keys
-        self._events: list[ParseEvent] = []
         self._known_names = known_names
         self._call_depth = 1  # 2 once the body turns out to be a list of calls
         self._name_keys = name_keys
@@ -87,18 +70,13 @@ class JsonCallScanner:
         self._capture: list[str] | None = None
         self._capture_role = ""
         self._key = ""
-        self._call: _Call | None = None
+        self._call: JsonCallObject | None = None
         self._in_arguments = False
         self._arguments_only = call_name is not None
-        # The text of the body since its last completed call: what goes back to content if the
-        # rest fails (calls already delivered are not repeated as text).
-        self.raw: list[str] = []
-        self.completed_any = False
-        self._raw_from = 0
         if call_name is not None:
             # The call object is implicit: its arguments are the top level.
             self._call_depth = 0
-            self._call = _Call(name_keys, argument_keys, name=call_name, arguments_kind="{", written_id=written_id)
+            self._call = JsonCallObject(name_keys, argument_keys, name=call_name, arguments_kind="{", written_id=written_id)
             self._in_arguments = True
             self._announce_if_ready()
 
@@ -106,16 +84,6 @@ class JsonCallScanner:
     def current_call_index(self) -> int | None:
         """Index of the announced call being scanned, if one is open."""
         return self._call.index if self._call is not None else None
-
-    def feed(self, text: str) -> ScanResult:
-        self._raw_from = 0
-        result = self._scan(text)
-        self.raw.append(text[self._raw_from : result.end])
-        return self._with_events(result)
-
-    def end(self) -> ScanResult:
-        """The output ended inside this body: an unfinished call is no call."""
-        return ScanResult(ScanStatus.FAILED, 0, "the output ended inside a tool call")
 
     def finish(self) -> ScanResult:
         """Arguments mode: end the call once its arguments closed."""
@@ -242,7 +210,7 @@ class JsonCallScanner:
                     self._stack.append("{")
                     self._expect = _Expect.KEY_OR_CLOSE
                     if len(self._stack) == self._call_depth:
-                        self._call = _Call(self._name_keys, self._argument_keys)
+                        self._call = JsonCallObject(self._name_keys, self._argument_keys)
                         self._key = ""
                 elif char == "[":
                     self._stack.append("[")
@@ -326,10 +294,10 @@ class JsonCallScanner:
         role = self._capture_role
         self._capture = None
         if role == "key":
-            self._key = _decode_string(text) or ""
+            self._key = decode_string(text) or ""
         elif role == "name":
             assert self._call is not None
-            name = _decode_string(text)
+            name = decode_string(text)
             if self._known_names is not None and name not in self._known_names:
                 return f"{name!r} is not one of the tools on offer"
             self._call.name = name
@@ -339,7 +307,7 @@ class JsonCallScanner:
             self._call.arguments.append(text)
         elif role == "id":
             assert self._call is not None
-            self._call.written_id = _decode_string(text) or ""
+            self._call.written_id = decode_string(text) or ""
             self._announce_if_ready()
         return ""
 
@@ -384,9 +352,7 @@ class JsonCallScanner:
             problem = self._finish_call()
             if problem:
                 return self._fail(end - 1, problem)
-            self.raw.clear()
-            self._raw_from = end
-            self.completed_any = True
+            self._restart_raw(end)
         self._expect = _Expect.DONE if depth == 0 else _Expect.COMMA_OR_CLOSE
         return args_from
 
@@ -395,25 +361,9 @@ class JsonCallScanner:
         assert call is not None
         if not call.name:
             return "the call has no name"
-        arguments = "".join(call.arguments)
-        if call.arguments_kind == '"':
-            # Arguments sent as a JSON string holding the object: decode it once.
-            try:
-                decoded = orjson.loads(orjson.loads(arguments))
-            except orjson.JSONDecodeError:
-                return "arguments string is not a JSON object"
-            if not isinstance(decoded, dict):
-                return "arguments string is not a JSON object"
-            arguments = orjson.dumps(decoded).decode()
-        elif call.arguments_kind in (None, "n"):
-            arguments = "{}"
-        else:
-            try:
-                parsed = orjson.loads(arguments)
-            except orjson.JSONDecodeError as error:
-                return f"arguments are not valid JSON: {error}"
-            if not isinstance(parsed, dict):
-                return "arguments must be an object"
+        arguments = call.final_arguments()
+        if isinstance(arguments, ArgumentsProblem):
+            return arguments.reason
         if call.index is None:
             call.index, call_id = self._indexer.next(call.written_id)
             self._events.append(ToolCallStart(call.index, call_id, call.name))
@@ -436,10 +386,3 @@ class JsonCallScanner:
         # Nothing more of a failed call is sent: the caller turns its raw text into content.
         return ScanResult(ScanStatus.FAILED, position, reason)
 
-
-def _decode_string(quoted: str) -> str | None:
-    try:
-        value = orjson.loads(quoted)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, str) else None

@@ -16,7 +16,8 @@ from enum import IntEnum
 
 import orjson
 
-from .events import ParseEvent, ToolCallArgs, ToolCallEnd, ToolCallStart
+from .call_body import CallBodyScanner
+from .events import ToolCallStart
 from .markers import partial_marker_length
 from .python_literals import json_chars
 from .scanning import ScanContext, ScanResult, ScanStatus
@@ -65,13 +66,12 @@ class _Malformed(Exception):
     pass
 
 
-class LiteralCallScanner:
+class LiteralCallScanner(CallBodyScanner):
     """Scans one block: one `call:NAME{...}`."""
 
     def __init__(self, syntax: LiteralSyntax, context: ScanContext) -> None:
+        super().__init__(context.indexer)
         self._syntax = syntax
-        self._indexer = context.indexer
-        self._events: list[ParseEvent] = []
         self._types = {tool.name: property_types(tool.parameters) for tool in context.tools}
         self._key_types: dict[str, frozenset[str]] = {}
         self._expect = _Expect.PREFIX
@@ -83,28 +83,13 @@ class LiteralCallScanner:
         self._typed: list[str] | None = None  # a top-level quoted value parsed whole at its close
         self._typed_types: frozenset[str] = frozenset()
         self._held = ""  # inside a string: a tail that may begin the quote token
-        self._index: int | None = None
-        self._out: list[str] = []
-        self._arguments: list[str] = []
-        self.raw: list[str] = []
-        self.completed_any = False
-
-    @property
-    def current_call_index(self) -> int | None:
-        return self._index
-
-    def end(self) -> ScanResult:
-        """The output ended inside this body: an unfinished call is no call."""
-        return ScanResult(ScanStatus.FAILED, 0, "the output ended inside a tool call")
-
-    def feed(self, text: str) -> ScanResult:
-        result = self._scan(text)
-        self._flush()
-        self.raw.append(text[: result.end])
-        events, self._events = self._events, []
-        return ScanResult(result.status, result.end, result.reason, events)
 
     def _scan(self, text: str) -> ScanResult:
+        result = self._read(text)
+        self._flush()
+        return result
+
+    def _read(self, text: str) -> ScanResult:
         i, n = 0, len(text)
         try:
             while i < n:
@@ -306,21 +291,9 @@ class LiteralCallScanner:
 
     # -- output ---------------------------------------------------------------------------
 
-    def _flush(self) -> None:
-        if self._index is None or not self._out:
-            return
-        text = "".join(self._out)
-        self._out.clear()
-        self._arguments.append(text)
-        self._events.append(ToolCallArgs(self._index, text))
-
     def _end_call(self) -> None:
         self._flush()
-        assert self._index is not None
-        self._events.append(ToolCallEnd(self._index, "".join(self._arguments)))
-        self._indexer.completed += 1
-        self._index = None
-        self.completed_any = True
+        self._call_ended()
 
 
 def _bare_json(token: str) -> str:

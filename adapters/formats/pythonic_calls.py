@@ -24,8 +24,9 @@ from enum import IntEnum
 
 import orjson
 
+from .call_body import CallBodyScanner
 from .conversation import ToolSpec
-from .events import ParseEvent, ToolCallArgs, ToolCallEnd, ToolCallStart
+from .events import ToolCallStart
 from .python_literals import Malformed, json_chars, number_json, word_json
 from .scanning import CallIndexer, ScanContext, ScanResult, ScanStatus
 
@@ -73,12 +74,11 @@ def pythonic_scanner(context: ScanContext) -> PythonicScanner:
     return PythonicScanner(context.indexer, context.tools)
 
 
-class PythonicScanner:
+class PythonicScanner(CallBodyScanner):
     """Scans one body: a list of calls, or (with `value_only`) one Python literal."""
 
     def __init__(self, indexer: CallIndexer, tools: tuple[ToolSpec, ...], *, value_only: bool = False) -> None:
-        self._indexer = indexer
-        self._events: list[ParseEvent] = []
+        super().__init__(indexer)
         self._tools = {tool.name: tool for tool in tools}
         self._frames: list[_Frame] = [_Frame("V")] if value_only else []
         self._expect = _Expect.VALUE
@@ -87,42 +87,15 @@ class PythonicScanner:
         self._word = ""  # a word among the arguments: a keyword's name, or a constant
         self._string: _String | None = None
         self._call_name = ""
-        self._index: int | None = None
         self._positional: list[str] = []  # the tool's parameter names, for positional arguments
         self._keywords = False
-        self._out: list[str] = []  # JSON text not yet sent
-        self._arguments: list[str] = []  # JSON text sent for the open call
         self._done = False
         self._at = 0  # where in the chunk the character being handled is
-        self._raw_from = 0
-        self.raw: list[str] = []
-        self.completed_any = False
-
-    @property
-    def current_call_index(self) -> int | None:
-        return self._index
 
     @property
     def json_text(self) -> str:
         return "".join(self._out)
 
-    def end(self) -> ScanResult:
-        """The output ended inside this body: an unfinished call is no call."""
-        return ScanResult(ScanStatus.FAILED, 0, "the output ended inside a tool call")
-
-    def feed(self, text: str) -> ScanResult:
-        self._raw_from = 0
-        result = self._scan(text)
-        self.raw.append(text[self._raw_from : result.end])
-        events, self._events = self._events, []
-        return ScanResult(result.status, result.end, result.reason, events)
-
-    def _restart_raw(self, position: int) -> None:
-        # `raw` is what a failure gives back as content: the failed call's own text, not the
-        # calls before it, which were already delivered.
-        self.raw.clear()
-        self._raw_from = position
-        self.completed_any = True
 
     def _scan(self, text: str) -> ScanResult:
         i, n = 0, len(text)
@@ -318,18 +291,8 @@ class PythonicScanner:
         assert self._index is not None
         self._out.append("}")
         self._flush()
-        self._events.append(ToolCallEnd(self._index, "".join(self._arguments)))
-        self._indexer.completed += 1
-        self._index, self._arguments = None, []
+        self._call_ended()
         self._restart_raw(self._at + 1)
-
-    def _flush(self) -> None:
-        if self._index is None or not self._out:
-            return
-        text = "".join(self._out)
-        self._out.clear()
-        self._arguments.append(text)
-        self._events.append(ToolCallArgs(self._index, text))
 
     # -- strings ---------------------------------------------------------------------------
 

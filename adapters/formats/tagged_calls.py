@@ -25,7 +25,8 @@ from typing import Any
 
 import orjson
 
-from .events import ParseEvent, ToolCallArgs, ToolCallEnd, ToolCallStart
+from .call_body import CallBodyScanner
+from .events import ToolCallStart
 from .markers import partial_marker_length
 from .python_literals import json_chars
 from .scanning import ScanContext, ScanResult, ScanStatus
@@ -101,20 +102,17 @@ class _Malformed(Exception):
     pass
 
 
-class TaggedCallScanner:
+class TaggedCallScanner(CallBodyScanner):
     """Scans one block: one call, or (with `block_close`) calls up to the block's close."""
 
     def __init__(self, syntax: TagSyntax, context: ScanContext) -> None:
+        super().__init__(context.indexer)
         self._syntax = syntax
-        self._indexer = context.indexer
-        self._events: list[ParseEvent] = []
         self._types = {tool.name: property_types(tool.parameters) for tool in context.tools}
         self._state = _State.TAG
         self._expected: tuple[str, ...] = ()
         self._after_tag = ""  # which tag was read (for TAG), or whose text is read (NAME, KEY, ATTRIBUTES)
         self._text = ""  # the tag, name, key or attributes read so far: they may be split across chunks
-        self._index: int | None = None
-        self._arguments: list[str] = []
         self._key_types: dict[str, frozenset[str]] = {}
         self._key = ""
         self._count = 0  # arguments written so far
@@ -124,25 +122,7 @@ class TaggedCallScanner:
         self._as_string = True
         self._typed: list[str] = []  # a non-string value's text, parsed whole at its close tag
         self._value_types: frozenset[str] = frozenset()
-        self.raw: list[str] = []
-        self.completed_any = False
-        self._raw_from = 0
         self._expect_call()
-
-    @property
-    def current_call_index(self) -> int | None:
-        return self._index
-
-    def end(self) -> ScanResult:
-        """The output ended inside this body: an unfinished call is no call."""
-        return ScanResult(ScanStatus.FAILED, 0, "the output ended inside a tool call")
-
-    def feed(self, text: str) -> ScanResult:
-        self._raw_from = 0
-        result = self._scan(text)
-        self.raw.append(text[self._raw_from : result.end])
-        events, self._events = self._events, []
-        return ScanResult(result.status, result.end, result.reason, events)
 
     def _scan(self, text: str) -> ScanResult:
         i, n = 0, len(text)
@@ -242,7 +222,7 @@ class TaggedCallScanner:
         self._events.append(ToolCallStart(self._index, call_id, name))
         self._key_types = self._types.get(name, {})
         self._count = 0
-        self._emit("{")
+        self._send("{")
         if self._syntax.attributes_end:
             self._start_reading(_State.ATTRIBUTES, "call attributes")
         else:
@@ -286,7 +266,7 @@ class TaggedCallScanner:
         prefix = (", " if self._count else "") + orjson.dumps(self._key).decode() + ": "
         self._count += 1
         if self._as_string:
-            self._emit(prefix + '"')
+            self._send(prefix + '"')
         else:
             self._typed = [prefix]
         self._held, self._fresh = "", True
@@ -307,9 +287,9 @@ class TaggedCallScanner:
         self._value_piece(value.removesuffix("\n") if self._syntax.padded_values else value)
         self._held = ""
         if self._as_string:
-            self._emit('"')
+            self._send('"')
         else:
-            self._emit(self._typed[0] + typed_json("".join(self._typed[1:]), self._value_types))
+            self._send(self._typed[0] + typed_json("".join(self._typed[1:]), self._value_types))
         self._expect_argument()
         return start + position + len(close)
 
@@ -321,24 +301,14 @@ class TaggedCallScanner:
         if not piece:
             return
         if self._as_string:
-            self._emit(json_chars(piece))
+            self._send(json_chars(piece))
         else:
             self._typed.append(piece)
 
     # -- calls ---------------------------------------------------------------------------
 
-    def _emit(self, text: str) -> None:
-        assert self._index is not None
-        self._arguments.append(text)
-        self._events.append(ToolCallArgs(self._index, text))
-
     def _end_call(self, end: int) -> None:
-        assert self._index is not None
-        self._emit("}")
-        self._events.append(ToolCallEnd(self._index, "".join(self._arguments)))
-        self._indexer.completed += 1
-        self._index, self._arguments = None, []
+        self._send("}")
+        self._call_ended()
         # What follows belongs to the next call: this call's text is no longer given back.
-        self.completed_any = True
-        self.raw.clear()
-        self._raw_from = end
+        self._restart_raw(end)

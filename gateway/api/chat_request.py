@@ -18,14 +18,13 @@ from adapters.formats.conversation import (
     NamedToolChoice,
     ToolCall,
     ToolChoice,
-    ToolSpec,
-    default_parameters,
 )
 
 from ..core.faults import InvalidRequest
 from ..core.job import Affinity, ChatJob
 from ..core.schema_checks import check_schema_refs
 from .json_body import parse_json_object
+from .request_tools import tool_spec
 
 
 class _Model(BaseModel):
@@ -210,10 +209,10 @@ def _logit_bias(bias: dict[str, float] | None) -> tuple[tuple[int, float], ...] 
 
 def _to_job(request: ChatCompletionRequest) -> ChatJob:
     _refuse_unsupported(request)
-    tools = [_tool(tool.function) for tool in request.tools or []]
-    tools += [_tool(function) for function in request.functions or []]
-    for index, tool in enumerate(tools):
-        check_schema_refs(tool.parameters, f"tools[{index}].function.parameters")
+    functions = [tool.function for tool in request.tools or []] + list(request.functions or [])
+    tools = [tool_spec(function.name, function.description, function.parameters, function.strict,
+                       param=f"tools[{index}].function.parameters")
+             for index, function in enumerate(functions)]
     names = {tool.name for tool in tools}
     tool_choice = _tool_choice(request, names)
     messages = tuple(_message(message, position) for position, message in enumerate(request.messages))
@@ -263,11 +262,6 @@ def _response_schema(response_format: ResponseFormat | None) -> dict[str, Any] |
     if response_format.json_schema is None:
         raise InvalidRequest("response_format of type 'json_schema' needs a 'json_schema'.", param="response_format")
     return response_format.json_schema.schema_
-
-
-def _tool(function: FunctionDef) -> ToolSpec:
-    parameters = function.parameters if function.parameters is not None else default_parameters()
-    return ToolSpec(function.name, function.description, parameters, bool(function.strict))
 
 
 def _tool_choice(request: ChatCompletionRequest, names: set[str]) -> ToolChoice:

@@ -26,9 +26,10 @@ from adapters.formats.events import (
     ToolCallStart,
 )
 
-from ..core.faults import CallBrokeOff
 from ..core.pipeline import Completed
 from .errors import ApiError
+from .failed_calls import FailedCallsAsText
+from .stream_events import StreamEvents
 
 JsonObject = dict[str, Any]
 Event = JsonObject
@@ -59,17 +60,16 @@ class _OpenBlock:
     sent_json: bool = False  # a tool_use block: whether any input_json_delta went out
 
 
-class ContentBuilder:
+class ContentBuilder(StreamEvents):
     """Builds `content` in the order the model wrote it: thinking, text and tool_use blocks."""
 
     def __init__(self, meta: MessageMeta, *, streaming: bool) -> None:
         self.content: list[JsonObject] = []
         self.calls = 0
+        super().__init__(streaming=streaming)
         self._meta = meta
-        self._streaming = streaming
         self._open: _OpenBlock | None = None
         self._calls: dict[int, _OpenBlock] = {}  # parser call index -> its block
-        self._events: list[Event] = []
 
     def add(self, event: ParseEvent) -> list[Event]:
         """Take one parser event; returns the stream events it causes (none when collecting)."""
@@ -137,31 +137,6 @@ class ContentBuilder:
         if kind in ("text", "thinking"):
             current.block[kind] = "".join(current.parts)
         self._emit({"type": "content_block_stop", "index": current.index})
-
-    def _failed(self, event: ToolCallFailed) -> None:
-        if self._streaming:
-            # Its fragments are already out: end the stream with an error rather than let the
-            # client assemble half a call.
-            raise CallBrokeOff(event.index, event.reason)
-        # Collected: the call never existed; what the model wrote is text (LM Studio's behaviour).
-        call = self._calls.pop(event.index, None)
-        if call is not None:
-            self.content.remove(call.block)
-            if self._open is call:
-                self._open = None
-        last = self.content[-1] if self.content else None
-        if self._open is None and last is not None and last["type"] == "text":
-            # Rejoin the text the call interrupted, so it reads as the model wrote it.
-            self._open = _OpenBlock(len(self.content) - 1, last, [last["text"]])
-        self._grow("text", event.raw)
-
-    def _emit(self, event: Event) -> None:
-        if self._streaming:
-            self._events.append(event)
-
-    def _drain(self) -> list[Event]:
-        events, self._events = self._events, []
-        return events
 
 
 def stop_reason(meta: MessageMeta, completed: Completed, calls: int) -> tuple[str, str | None]:
@@ -256,10 +231,14 @@ class MessageCollector:
     def __init__(self, meta: MessageMeta) -> None:
         self._meta = meta
         self._builder = ContentBuilder(meta, streaming=False)
+        self._calls_as_text = FailedCallsAsText[ParseEvent]()
 
     def add(self, event: ParseEvent) -> None:
-        self._builder.add(event)
+        for ready in self._calls_as_text.feed(event):
+            self._builder.add(ready)
 
     async def result(self, completed: Completed) -> JsonObject:
+        for ready in self._calls_as_text.flush():
+            self._builder.add(ready)
         self._builder.finish()
         return message_object(self._meta, self._builder.content, completed, self._builder.calls)

@@ -23,11 +23,12 @@ from adapters.formats.conversation import (
     NamedToolChoice,
     ToolCall,
     ToolChoice,
-    ToolSpec,
 )
 
 from ..core.faults import InvalidRequest
 from ..core.job import ChatJob
+from .json_body import parse_json_object
+from .request_tools import tool_spec
 
 _TOOL_NAME = r"^[a-zA-Z0-9_\-]{1,128}$"
 # Block types toolwire reads, by where they may appear.
@@ -182,12 +183,7 @@ def parse_count_tokens_request(body: bytes) -> ChatJob:
 
 
 def _validate(model: type[CountTokensRequest], body: bytes) -> CountTokensRequest:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise InvalidRequest(f"The request body is not valid JSON: {error}", code="invalid_json") from error
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    data = parse_json_object(body)
     _check_kinds(data)
     try:
         return model.model_validate(data)
@@ -240,8 +236,8 @@ def _validation_error(error: ValidationError) -> InvalidRequest:
 
 
 def _job(request: CountTokensRequest, sampling: SamplingParams, *, stop: tuple[str, ...], stream: bool) -> ChatJob:
-    tools = tuple(ToolSpec(tool.name, tool.description, tool.input_schema, bool(tool.strict))
-                  for tool in request.tools or ())
+    tools = tuple(tool_spec(tool.name, tool.description, tool.input_schema, tool.strict,
+                            param=f"tools.{index}.input_schema") for index, tool in enumerate(request.tools or ()))
     choice, parallel = _tool_choice(request.tool_choice, {tool.name for tool in tools})
     turns, prefill = _conversation(request.messages)
     if prefill and choice not in ("auto", "none"):

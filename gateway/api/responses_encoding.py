@@ -24,10 +24,10 @@ from adapters.formats.events import (
     ToolCallStart,
 )
 
-from ..core.faults import CallBrokeOff
 from ..core.pipeline import Completed
 from .errors import ApiError
 from .responses_items import JsonObject, new_id
+from .stream_events import StreamEvents
 
 Event = JsonObject
 
@@ -39,15 +39,14 @@ class _OpenItem:
     parts: list[str] = field(default_factory=list)  # text so far, joined once when the item closes
 
 
-class OutputBuilder:
+class OutputBuilder(StreamEvents):
     """Builds `output` in the order the model produced it: reasoning, messages, function calls."""
 
     def __init__(self, *, streaming: bool) -> None:
         self.output: list[JsonObject] = []
-        self._streaming = streaming
+        super().__init__(streaming=streaming)
         self._open: _OpenItem | None = None
         self._calls: dict[int, _OpenItem] = {}  # parser call index -> its item
-        self._events: list[Event] = []
 
     def add(self, event: ParseEvent) -> list[Event]:
         """Take one parser event; returns the stream events it causes (none when collecting)."""
@@ -127,31 +126,6 @@ class OutputBuilder:
             item["content"] = [part]
         item["status"] = status
         self._emit({"type": "response.output_item.done", "output_index": current.index, "item": dict(item)})
-
-    def _failed(self, event: ToolCallFailed) -> None:
-        if self._streaming:
-            # Its fragments are already out: end the stream failed rather than let the client
-            # assemble half a call.
-            raise CallBrokeOff(event.index, event.reason)
-        # Collected: the call never existed; what the model wrote is text (LM Studio's behaviour).
-        call = self._calls.pop(event.index, None)
-        if call is not None:
-            self.output.remove(call.item)
-            if self._open is call:
-                self._open = None
-        last = self.output[-1] if self.output else None
-        if self._open is None and last is not None and last["type"] == "message":
-            # Rejoin the message the call interrupted, so the text reads as the model wrote it.
-            self._open = _OpenItem(last, len(self.output) - 1, [last["content"][0]["text"]])
-        self._grow("message", event.raw)
-
-    def _emit(self, event: Event) -> None:
-        if self._streaming:
-            self._events.append(event)
-
-    def _drain(self) -> list[Event]:
-        events, self._events = self._events, []
-        return events
 
 
 def _part(kind: str, text: str) -> JsonObject:

@@ -25,8 +25,9 @@ from ..core.reasoning_memory import LocalReasoningMemory
 from ..core.response_store import JsonObject, ResponseStore, open_store
 from ..ops.app_keys import API_KEY, CHAT_REASONING, CONFIG
 from ..ops.auth import ApiKey, owner_of
-from ..ops.config import ResponsesConfig
+from ..ops.server_config import ResponsesConfig
 from .errors import ApiError
+from .failed_calls import FailedCallsAsText
 from .json_body import json_response, read_body
 from .mcp_encoding import McpOutputBuilder
 from .mcp_items import as_function_items
@@ -151,11 +152,15 @@ class _ResponseCollector:
     def __init__(self, meta: ResponseMeta, keep: Keep, builder: OutputBuilder | None = None) -> None:
         self._meta, self._keep = meta, keep
         self._builder = builder or OutputBuilder(streaming=False)
+        self._calls_as_text = FailedCallsAsText[ParseEvent | McpEvent]()
 
     def add(self, event: ParseEvent | McpEvent) -> None:
-        self._builder.add(event)  # type: ignore[arg-type]  # an McpOutputBuilder takes both
+        for ready in self._calls_as_text.feed(event):
+            self._builder.add(ready)  # type: ignore[arg-type]  # an McpOutputBuilder takes both
 
     async def result(self, completed: Completed) -> JsonObject:
+        for ready in self._calls_as_text.flush():
+            self._builder.add(ready)  # type: ignore[arg-type]
         self._builder.finish(completed)
         response = final_response(self._meta, self._builder, completed)
         await self._keep(response)

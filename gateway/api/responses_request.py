@@ -16,7 +16,6 @@ from adapters.formats.conversation import (
     NamedToolChoice,
     ToolChoice,
     ToolSpec,
-    default_parameters,
 )
 
 from ..core.faults import InvalidRequest
@@ -25,6 +24,7 @@ from ..core.schema_checks import check_schema_refs
 from .chat_request import validation_error
 from .json_body import parse_json_object
 from .mcp_request import McpToolParam
+from .request_tools import tool_spec
 from .responses_items import (
     ITEM_TYPES,
     InputItem,
@@ -187,10 +187,9 @@ def build_job(
 ) -> ChatJob:
     """One ChatJob from the stored chain's items, then this request's own (both canonical), offering
     the request's function tools and the MCP servers' tools."""
-    tools = [ToolSpec(t.name, t.description or "", t.parameters or default_parameters(),
-                      bool(t.strict)) for t in request.function_tools]
-    for index, tool in enumerate(tools):
-        check_schema_refs(tool.parameters, f"tools[{index}].parameters")
+    # An empty `parameters` ({}) takes the default schema too.
+    tools = [tool_spec(t.name, t.description, t.parameters or None, t.strict, param=f"tools[{index}].parameters")
+             for index, t in enumerate(request.function_tools)]
     tools += mcp_tools
     if isinstance(request.tool_choice, ToolChoiceMcp):
         tools, tool_choice = _mcp_choice(request.tool_choice, tools, mcp_servers or {})

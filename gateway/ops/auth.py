@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..core.faults import ModelNotAllowed, Unauthenticated
-from .config import AuthConfig
+from .server_config import AuthConfig
 
 KEYS_ENV = "TOOLWIRE_API_KEYS"  # comma-separated keys that may use every model
 

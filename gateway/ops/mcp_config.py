@@ -13,17 +13,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from .config_section import Section
 
 
 def check_http_url(url: str) -> str:
@@ -38,14 +34,14 @@ def check_http_url(url: str) -> str:
     return url
 
 
-class McpServerConfig(_Section):
+class McpServerConfig(Section):
     """One MCP server: reached over streamable HTTP (`url`) or started as a stdio subprocess (`command`)."""
 
     label: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")  # what requests call it (`server_label`)
     url: str | None = None
-    headers: dict[str, str] = {}  # sent on every HTTP request to it (a request's own headers add to these)
+    headers: dict[str, str] = Field(default_factory=dict)  # sent on every HTTP request to it (a request's own headers add to these)
     command: tuple[str, ...] = ()  # argv of a stdio server, e.g. [python, -m, my_server]
-    env: dict[str, str] = {}  # extra environment for the stdio process
+    env: dict[str, str] = Field(default_factory=dict)  # extra environment for the stdio process
     cwd: Path | None = None  # its working directory, relative to the config file
 
     @field_validator("url")
@@ -70,7 +66,7 @@ class McpServerConfig(_Section):
         return self
 
 
-class McpConfig(_Section):
+class McpConfig(Section):
     servers: tuple[McpServerConfig, ...] = ()
     # Let requests name any server_url, not only the declared ones: only where every client is trusted.
     allow_any_url: bool = False

@@ -8,8 +8,8 @@ from ..core.limits import BackendLimiter
 from ..core.retry import RetryPolicy
 from ..core.routing import RoutingTable
 from ..core.state import SharedState
-from .config import RouterConfig
 from .metrics import Metrics
+from .server_config import RouterConfig
 
 BREAKER_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 
