@@ -9,11 +9,13 @@ chat_encoding.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
 
 from adapters.backends import Usage
+from adapters.backends.base import TokenLogprob
 from adapters.formats.events import (
     ParseEvent,
     ReasoningDelta,
@@ -26,6 +28,7 @@ from adapters.formats.events import (
 
 from ..core.pipeline import Completed
 from .errors import ApiError
+from .logprobs_encoding import token_bodies
 from .responses_items import JsonObject, new_id
 from .stream_events import StreamEvents
 
@@ -37,6 +40,7 @@ class _OpenItem:
     item: JsonObject
     index: int  # output_index
     parts: list[str] = field(default_factory=list)  # text so far, joined once when the item closes
+    logprobs: list[JsonObject] = field(default_factory=list)  # the message's tokens, when asked for
 
 
 class OutputBuilder(StreamEvents):
@@ -51,7 +55,7 @@ class OutputBuilder(StreamEvents):
     def add(self, event: ParseEvent) -> list[Event]:
         """Take one parser event; returns the stream events it causes (none when collecting)."""
         if isinstance(event, TextDelta):
-            self._grow("message", event.text)
+            self._grow("message", event.text, event.logprobs)
         elif isinstance(event, ToolCallArgs):
             call = self._calls[event.index]
             self._emit({"type": "response.function_call_arguments.delta", "item_id": call.item["id"],
@@ -82,7 +86,7 @@ class OutputBuilder(StreamEvents):
         """The items that were completed, for a response that failed midway (never half a call)."""
         return [item for item in self.output if item["status"] != "in_progress"]
 
-    def _grow(self, kind: str, text: str) -> None:
+    def _grow(self, kind: str, text: str, logprobs: Sequence[TokenLogprob] | None = None) -> None:
         current = self._open
         if current is None or current.item["type"] != kind:
             self._close("completed")
@@ -96,8 +100,10 @@ class OutputBuilder(StreamEvents):
                         "content_index": 0, "part": _part(kind, "")})
         current.parts.append(text)
         if kind == "message":
+            tokens = token_bodies(logprobs)
+            current.logprobs += tokens
             self._emit({"type": "response.output_text.delta", "item_id": current.item["id"],
-                        "output_index": current.index, "content_index": 0, "delta": text, "logprobs": []})
+                        "output_index": current.index, "content_index": 0, "delta": text, "logprobs": tokens})
         else:
             self._emit({"type": "response.reasoning_text.delta", "item_id": current.item["id"],
                         "output_index": current.index, "content_index": 0, "delta": text})
@@ -120,8 +126,9 @@ class OutputBuilder(StreamEvents):
             text = "".join(current.parts)
             done = "response.output_text.done" if kind == "message" else "response.reasoning_text.done"
             base = {"item_id": item["id"], "output_index": current.index, "content_index": 0}
-            self._emit({"type": done, **base, "text": text, **({"logprobs": []} if kind == "message" else {})})
-            part = _part(kind, text)
+            logprobs = {"logprobs": current.logprobs} if kind == "message" else {}
+            self._emit({"type": done, **base, "text": text, **logprobs})
+            part = {**_part(kind, text), **logprobs}
             self._emit({"type": "response.content_part.done", **base, "part": part})
             item["content"] = [part]
         item["status"] = status

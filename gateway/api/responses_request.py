@@ -112,6 +112,20 @@ class ResponsesRequest(_Model):
     background: bool | None = None
     conversation: Any = None
     user: str | None = None  # the caller's end user: a session key for `balance: affinity`
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    # OpenAI's includables; only the logprobs one adds anything here (toolwire runs none of the tools
+    # the others are about, and writes no encrypted reasoning).
+    include: list[Literal[
+        "file_search_call.results", "web_search_call.results", "web_search_call.action.sources",
+        "message.input_image.image_url", "computer_call_output.output.image_url", "code_interpreter_call.outputs",
+        "reasoning.encrypted_content", "message.output_text.logprobs",
+    ]] | None = None
+
+    @property
+    def logprobs(self) -> int | None:
+        """How many alternatives to give per token, or None when token logprobs are not asked for."""
+        asked = "message.output_text.logprobs" in (self.include or ()) or bool(self.top_logprobs)
+        return (self.top_logprobs or 0) if asked else None
 
     @property
     def keep(self) -> bool:
@@ -201,7 +215,8 @@ def build_job(
     if schema is not None:
         check_schema_refs(schema, "text.format.schema")
     sampling = SamplingParams(max_tokens=request.max_output_tokens, temperature=request.temperature,
-                              top_p=request.top_p, top_k=request.top_k, min_p=request.min_p, seed=request.seed)
+                              top_p=request.top_p, top_k=request.top_k, min_p=request.min_p, seed=request.seed,
+                              logprobs=request.logprobs)
     conversation = Conversation(tuple(messages), tuple(tools), tool_choice, request.parallel_tool_calls is not False)
     return ChatJob(model=request.model, conversation=conversation, sampling=sampling, stop=(),
                    stream=bool(request.stream), include_usage=True, response_schema=schema)
@@ -275,5 +290,6 @@ def echo_fields(request: ResponsesRequest) -> JsonObject:
         "tool_choice": choice.model_dump() if isinstance(choice, BaseModel) else choice or "auto",
         "tools": tools,
         "top_p": request.top_p,
+        "top_logprobs": request.top_logprobs or 0,
         "truncation": "disabled",
     }
