@@ -3,7 +3,7 @@ in front of it, and the real `openai` SDK as the client."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,7 @@ from openai import AsyncOpenAI
 
 from tests.fakes.llamacpp import FakeLlamaServer
 from tests.support.gateway import TEMPLATES, make_config, running_gateway
+from tests.support.real_llama import RunningServer, start_server
 
 QWEN25 = TEMPLATES / "Qwen-Qwen2.5-7B-Instruct.jinja"
 GEMMA3 = TEMPLATES / "gemma3-instruct.index.jinja"
@@ -18,6 +19,14 @@ GEMMA3 = TEMPLATES / "gemma3-instruct.index.jinja"
 # request lists them in `preserved_tokens` (in real Qwen2.5 GGUFs <tool_call> is a user-defined
 # token that prints anyway; treating it as special proves the gateway preserves its markers).
 QWEN_SPECIAL = {"<tool_call>", "</tool_call>", "<|im_end|>", "<|im_start|>", "<|endoftext|>"}
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The real llama-server with the real small model, one per test module that asks for it."""
+    server = start_server(tmp_path_factory.mktemp("llama"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
@@ -26,7 +25,7 @@ from adapters.formats.grammar import (
     literal,
 )
 from adapters.formats.syntax import CallSyntax
-from tests.support.real_llama import RunningServer, start_server
+from tests.support.real_llama import RunningServer
 
 # -- a small GBNF matcher: enough of the language to check what grammar.py writes ------------
 
@@ -368,13 +367,6 @@ EVENT = ToolSpec("create_event", "Add an event to the calendar", {
 REAL_TOOLS = (EVENT, ALARM)
 FEW_SHOT = ToolCall("call_1", "create_event", json.dumps(
     {"title": "Lunch", "when": {"day": 5, "month": "jan"}, "attendees": ["Bob"], "all_day": False, "priority": 1}))
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(tmp_path_factory.mktemp("llama-grammar"))
-    yield server
-    server.stop()
 
 
 def complete(server: RunningServer, body: dict[str, Any]) -> tuple[int, Any]:

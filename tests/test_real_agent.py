@@ -5,21 +5,14 @@ answers are not judged for quality; the loop's shape is."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from openai import AsyncOpenAI
 
 from tests.support.gateway import make_config, running_gateway
-from tests.support.real_llama import RunningServer, start_server
+from tests.support.real_llama import RunningServer
 from toolwire.agent import act
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(tmp_path_factory.mktemp("llama-agent"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture

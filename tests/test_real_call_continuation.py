@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from adapters.backends import Finish, GenerationRequest, SamplingParams, Usage
 from adapters.backends.http import HttpSettings
@@ -18,7 +15,7 @@ from adapters.formats.events import ParseEvent, ToolCallEnd, ToolCallFailed
 from gateway.core.call_continuation import CallContinuation
 from gateway.core.repair import CallRepair
 from gateway.core.trace import RequestTrace
-from tests.support.real_llama import RunningServer, start_server
+from tests.support.real_llama import RunningServer
 
 PROMPT = (
     '<start_of_turn>user\nYou can call tools by writing [TOOL_REQUEST]{"name": ..., "arguments": {...}}'
@@ -32,13 +29,6 @@ BROKEN = [
     '[TOOL_REQUEST]{"name": "get_weather", "arguments": {"city": "Paris", "un',
     '[TOOL_REQUEST]{"name": "get_weather", "arguments": {"city": "Paris", "unit": ]',
 ]
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(tmp_path_factory.mktemp("llama-continuation"))
-    yield server
-    server.stop()
 
 
 async def _repair(backend: LlamaCppBackend, output: str) -> tuple[str, float, int]:

@@ -5,13 +5,13 @@ the parsing and the constraints are."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from openai import AsyncOpenAI
 
 from tests.support.gateway import TEMPLATES, make_config, running_gateway
-from tests.support.real_llama import RunningServer, start_server
+from tests.support.real_llama import RunningServer
 
 WEATHER = {
     "type": "function",
@@ -39,13 +39,6 @@ FEW_SHOT = [
 ]
 
 MODELS = ["gemma-backend-template", "gemma-3-template"]
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(tmp_path_factory.mktemp("llama"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -3,23 +3,16 @@ real `openai` SDK, streamed and not."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from openai import AsyncOpenAI
 
 from tests.support.gateway import TEMPLATES, make_config, running_gateway
-from tests.support.real_llama import RunningServer, start_server
+from tests.support.real_llama import RunningServer
 
 MODEL = "gemma-3"
 ASK = [{"role": "user", "content": "Write one sentence about the sea."}]
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(tmp_path_factory.mktemp("llama"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ quality is not judged; the loop's shape and the call's result are."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +15,9 @@ from openai import AsyncOpenAI
 
 from tests.support.gateway import make_config, running_gateway
 from tests.support.mcp_server import build_server, serving_http
-from tests.support.real_llama import RunningServer, start_server
+from tests.support.real_llama import RunningServer
 from tests.support.responses import stream
 from tests.test_mcp_tools import check_mcp_stream, kinds
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(tmp_path_factory.mktemp("llama-mcp"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -5,26 +5,19 @@ surface gets, and count_tokens is what the generation is charged."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from anthropic import AsyncAnthropic
 from openai import AsyncOpenAI
 
 from tests.support.gateway import TEMPLATES, make_config, running_gateway
-from tests.support.real_llama import RunningServer, start_server
+from tests.support.real_llama import RunningServer
 
 MODEL = "gemma-3"
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 WEATHER = {"name": "get_weather", "description": "Current weather for a city", "input_schema": SCHEMA}
 ASK = [{"role": "user", "content": "What is the weather in Tokyo?"}]
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(tmp_path_factory.mktemp("llama"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import jsonschema
 import pytest
 from openai import AsyncOpenAI
 
 from tests.support.gateway import make_config, running_gateway
-from tests.support.real_llama import RunningServer, start_server
+from tests.support.real_llama import RunningServer
 
 TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "description": "Current weather for a city",
@@ -35,13 +35,6 @@ PROMPTS = [
     "Mail support: my order is late", "Tell me a joke",
 ]
 CHOICES = ["required", {"type": "function", "function": {"name": "add"}}]
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(tmp_path_factory.mktemp("llama-choice"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture
