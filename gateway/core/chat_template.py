@@ -2,7 +2,7 @@
 and find out by probing what a template can do (system role, tools, tool calls, stop text).
 
 Templates come from model files, i.e. from strangers, so they run in Jinja's sandbox, and what they are
-given is read-only; lists and dicts a template builds itself it may change (see `_Sandbox`).
+given is read-only; lists and dicts a template builds itself it may change (template_sandbox).
 Where transformers fails on a template, we sometimes render (see `ChatTemplate.render` and `_tojson`);
 where both render, the text is the same.
 """
@@ -13,9 +13,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,28 +21,19 @@ import jinja2
 import jinja2.ext
 import jinja2.meta
 import jinja2.nodes
-from jinja2.sandbox import SandboxedEnvironment, modifies_known_mutable
 
+from .template_sandbox import (
+    MAX_TEXT,
+    TemplateError,
+    TemplateRejected,
+    TemplateTooLarge,
+    checked_join,
+    read_only,
+    sandbox_environment,
+)
 from .template_variables import engine_variables
 
-
-class TemplateError(Exception):
-    """A template failed to compile, called raise_exception(), or failed while rendering."""
-
-
-class TemplateRejected(TemplateError):
-    """The template itself refused what it was given: it called `raise_exception(message)`."""
-
-
-class TemplateTooLarge(TemplateError):
-    """A render built text past the size limit: the template's fault, whatever the input."""
-
-
-# The longest text a render may build or output, in characters. A prompt is at most about the
-# request body (32 MiB by default) plus the template's own text; string doubling or a huge
-# `'x' * n` stops here instead of growing the process by gigabytes. (Time is bounded by the
-# caller, which renders off the event loop: gateway/core/bounded.py.)
-MAX_TEXT = 48 * 1024 * 1024
+__all__ = ["ChatTemplate", "TemplateCaps", "TemplateError", "TemplateRejected", "TemplateTooLarge", "load_template_file"]
 
 
 @dataclass(frozen=True)
@@ -56,180 +45,6 @@ class TemplateCaps:
     requires_object_arguments: bool  # function.arguments must be a dict: a JSON string gets mangled or raises
     end_of_turn: tuple[str, ...]  # what the template writes after assistant content: the model's stop text
     generation_prompt: str  # what add_generation_prompt=True appends: the prefix the model continues from
-
-
-# --- The Jinja environment, set up like transformers' (chat_template_utils._compile_jinja_template) ---
-
-
-class _GenerationTag(jinja2.ext.Extension):
-    """`{% generation %}...{% endgeneration %}` marks assistant text for training masks; here it just renders."""
-
-    tags = {"generation"}  # noqa: RUF012 - jinja2 reads it as a plain class attribute
-
-    def parse(self, parser: Any) -> jinja2.nodes.Node:
-        lineno = next(parser.stream).lineno
-        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
-        return jinja2.nodes.CallBlock(self.call_method("_render_body"), [], [], body).set_lineno(lineno)
-
-    def _render_body(self, caller: Any) -> str:
-        return caller()
-
-
-class _SafeNamespace(jinja2.utils.Namespace):
-    """`namespace()` that refuses underscore names, which could reach Python internals (as transformers does)."""
-
-    def __init__(*args: Any, **kwargs: Any) -> None:  # Jinja's signature trick: `namespace(self=1)` stays legal
-        self, attrs = args[0], dict(*args[1:], **kwargs)
-        for key in attrs:
-            _SafeNamespace._check(key)
-        jinja2.utils.Namespace.__init__(self, attrs)
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        _SafeNamespace._check(key)  # not self._check: Namespace looks attributes up among its own items
-        super().__setitem__(key, value)
-
-    @staticmethod
-    def _check(key: Any) -> None:
-        if isinstance(key, str) and key.startswith("_"):
-            raise jinja2.exceptions.SecurityError(f"namespace attribute {key!r} may not start with an underscore")
-
-
-def _dict(*args: Any, **kwargs: Any) -> dict:
-    # A plain function rather than the `dict` type itself, so templates cannot reach type attributes through it.
-    return dict(*args, **kwargs)
-
-
-def _raise_exception(message: str) -> None:
-    raise TemplateRejected(message)
-
-
-def _tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
-            sort_keys: bool = False) -> str:
-    # Jinja's own tojson HTML-escapes `<>&'` and takes only `indent`; templates expect plain json.dumps.
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys,
-                      default=_list_iterator)
-
-
-def _list_iterator(value: Any) -> list:
-    # `tools|map(attribute='function')|tojson` (llama.cpp's DeepSeek-R1 template) hands json.dumps a generator.
-    # transformers fails there; we write it as the list it stands for. Anything else still fails.
-    if isinstance(value, Iterator):
-        return list(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _strftime_now(fmt: str) -> str:
-    return datetime.now().strftime(fmt)
-
-
-class _InputList(list[Any]):
-    """A list the template was given: it may read it, not change it."""
-
-
-class _InputDict(dict[Any, Any]):
-    """A dict the template was given: it may read it, not change it."""
-
-
-def _read_only(value: Any) -> Any:
-    """`value` with every list and dict in it marked as the caller's (copied, not frozen in place)."""
-    if isinstance(value, dict):
-        return _InputDict({key: _read_only(item) for key, item in value.items()})
-    if isinstance(value, list):
-        return _InputList(_read_only(item) for item in value)
-    return value
-
-
-# The plain containers a template creates itself (`[]`, `{}`, `namespace(ids=[])`, a slice).
-_TEMPLATE_OWN = (list, dict, set)
-
-
-def _sized(value: Any) -> Any:
-    """`value`, unless it is text or a sequence past the size limit."""
-    if isinstance(value, str | list | tuple | bytes) and len(value) > MAX_TEXT:
-        raise TemplateTooLarge(f"the template built a value of {len(value)} items (limit {MAX_TEXT})")
-    return value
-
-
-def _size_of(value: Any) -> int:
-    return len(value) if isinstance(value, str | list | tuple | bytes) else 0
-
-
-_BIG_FORMAT = re.compile(r"%[-+ #0]*(\d{7,}|\*)|\.\d{7,}")  # a width or precision of millions, or `*`
-# Methods of text whose int arguments size their result: center(10**9) allocates first, asks later.
-_SIZING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "join", "replace", "format"})
-
-
-def _checked_join(join: Any) -> Any:
-    def joined(parts: Any) -> Any:
-        parts = list(parts)
-        if sum(len(str(part)) for part in parts) > MAX_TEXT:
-            raise TemplateTooLarge(f"the template joined text past the size limit ({MAX_TEXT})")
-        return join(parts)
-
-    return joined
-
-
-def _checked_filter(function: Any) -> Any:
-    @functools.wraps(function)  # keeps jinja's pass_context / pass_environment marks
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        for value in (*args, *kwargs.values()):
-            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_TEXT:
-                raise TemplateTooLarge(f"a filter argument of {value} is past the size limit")
-        return _sized(function(*args, **kwargs))
-
-    return checked
-
-
-class _Sandbox(SandboxedEnvironment):
-    """Jinja's sandbox, plus what transformers' immutable one refuses and llama.cpp's renderer allows:
-    a template may append to, pop from and update the lists and dicts it built (Kimi K2 queues call ids
-    that way). What it was given stays read-only, and every other sandbox rule holds.
-
-    Every operator, call and filter that can grow text is checked against `MAX_TEXT` before it
-    allocates (or, where the size cannot be known first, right after)."""
-
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
-
-    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        if not super().is_safe_attribute(obj, attr, value):
-            return False
-        return type(obj) in _TEMPLATE_OWN or not modifies_known_mutable(obj, attr)
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for sized, count in ((left, right), (right, left)):
-                if _size_of(sized) and isinstance(count, int) and _size_of(sized) * count > MAX_TEXT:
-                    raise TemplateTooLarge(f"the template multiplied text past the size limit ({MAX_TEXT})")
-        elif operator == "**":
-            if isinstance(right, int | float) and isinstance(left, int | float) and abs(right) > 64 and abs(left) > 1:
-                raise TemplateTooLarge(f"the template raised a number to the power {right}")
-        elif operator == "+":
-            if _size_of(left) + _size_of(right) > MAX_TEXT:
-                raise TemplateTooLarge(f"the template added text past the size limit ({MAX_TEXT})")
-        elif operator == "%" and isinstance(left, str) and _BIG_FORMAT.search(left):
-            raise TemplateTooLarge("the template formats with a width of millions of characters")
-        return _sized(super().call_binop(context, operator, left, right))
-
-    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        if getattr(obj, "__self__", None).__class__ is str and getattr(obj, "__name__", "") in _SIZING_METHODS:
-            for value in (*args, *kwargs.values()):
-                if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_TEXT:
-                    raise TemplateTooLarge(f"a text method argument of {value} is past the size limit")
-                if isinstance(value, str) and _BIG_FORMAT.search(value):
-                    raise TemplateTooLarge("the template formats with a width of millions of characters")
-        return _sized(super().call(context, obj, *args, **kwargs))
-
-
-def _environment() -> SandboxedEnvironment:
-    env = _Sandbox(
-        trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, jinja2.ext.loopcontrols]
-    )
-    env.filters["tojson"] = _tojson
-    for name, function in list(env.filters.items()):
-        env.filters[name] = _checked_filter(function)
-    env.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now, dict=_dict,
-                       namespace=_SafeNamespace)
-    return env
 
 
 # Names a message's reasoning may come under; most templates read `reasoning_content`, gpt-oss `thinking`.
@@ -254,7 +69,7 @@ class ChatTemplate:
         self._bos_token, self._eos_token, self._name = bos_token, eos_token, name
         self._origin = origin or name
         self._source = source
-        environment = _environment()
+        environment = sandbox_environment()
         try:
             syntax = environment.parse(source)
         except jinja2.TemplateSyntaxError as error:
@@ -266,7 +81,7 @@ class ChatTemplate:
         # bound text built by concatenation (string doubling) as the operators are.
         namespace = self._template.root_render_func.__globals__
         for join in ("str_join", "markup_join"):
-            namespace[join] = _checked_join(namespace[join])
+            namespace[join] = checked_join(namespace[join])
 
     @property
     def source(self) -> str:
@@ -303,11 +118,11 @@ class ChatTemplate:
         # - keys set to None are kept (apply_chat_template drops them): DeepSeek's templates render a tool
         #   call only when `content is none`. Callers that want a key gone leave it out.
         context = {**engine_variables(self._reads, tools), "bos_token": self._bos_token, "eos_token": self._eos_token,
-                   **_read_only(extra),
-                   "messages": _read_only([_alias_reasoning(m) for m in messages]),
+                   **read_only(extra),
+                   "messages": read_only([_alias_reasoning(m) for m in messages]),
                    "add_generation_prompt": add_generation_prompt}
         if tools is not None:
-            context["tools"] = _read_only(tools)
+            context["tools"] = read_only(tools)
         try:
             return self._output(context)
         except TemplateError:
