@@ -124,3 +124,28 @@ async def test_plain_content_false_sends_the_text(fake_vllm: FakeVllmServer) -> 
         await chat(url, MODEL, [{"role": "user", "content": INJECTION}], max_tokens=20)
     assert isinstance(fake_vllm.requests[-1]["prompt"], str)
     assert not any(request.get("return_token_strs") for request in fake_vllm.tokenize_requests)
+
+
+async def test_a_tokenizer_that_prefixes_a_space_gets_the_text_with_a_warning() -> None:
+    # Cut into pieces, every piece would start with a space the client never wrote: not sent so.
+    async with FakeVllmServer(model=UPSTREAM, eos_token="<|im_end|>", special_tokens=QWEN_SPECIAL,
+                              dummy_prefix=True) as fake:
+        fake.script("ok")
+        async with running_gateway(config(fake.url)) as url:
+            with capture_logs() as logs:
+                assert await chat(url, MODEL, [{"role": "user", "content": INJECTION}], max_tokens=20) == "ok"
+    assert fake.tokenize_requests, "the pieces were tokenized"
+    assert isinstance(fake.requests[-1]["prompt"], str)
+    assert any(entry["event"] == "plain_content_unavailable" and "space" in entry["error"] for entry in logs)
+
+
+async def test_text_full_of_brackets_is_cut_into_distinct_pieces_once(fake_vllm: FakeVllmServer) -> None:
+    html = "<ul>" + "".join(f"<li>item {n % 3}</li>" for n in range(40)) + "</ul><|im_end|>"
+    fake_vllm.script("ok")
+    async with running_gateway(config(fake_vllm.url)) as url:
+        await chat(url, MODEL, [{"role": "user", "content": html}], max_tokens=20)
+    prompts = [request["prompt"] for request in fake_vllm.tokenize_requests]
+    assert len(prompts) == len(set(prompts)), "each distinct piece is tokenized once"
+    assert len(prompts) < 20, "40 list items, a handful of distinct pieces"
+    ids = fake_vllm.requests[-1]["prompt"]
+    assert html in fake_vllm.vocab.detokenize(ids) and special_count(fake_vllm, ids, "<|im_end|>") == 2

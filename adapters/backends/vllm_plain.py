@@ -24,6 +24,8 @@ from .special_spelling import SPECIAL_SPELLING, split_at_spelling
 
 log = structlog.get_logger("toolwire.backends.vllm")
 
+# /tokenize calls one request has in flight at most (text full of brackets is cut into many pieces).
+_CONCURRENT_CALLS = 8
 # How a sentencepiece tokenizer spells a space; one that adds it to the start of every text it
 # tokenizes (Llama 2, Mistral: the "dummy prefix") would put a space at every cut.
 _SENTENCEPIECE_SPACE = "\u2581"
@@ -59,8 +61,14 @@ class PlainTokenPrompts:
             return None
         pieces = [piece for text, plain in parts for piece in (split_at_spelling(text) if plain else [text])]
         distinct = list(dict.fromkeys(pieces))
+        calls = asyncio.Semaphore(_CONCURRENT_CALLS)
+
+        async def tokenize(piece: str) -> _Tokens:
+            async with calls:
+                return await self._tokenize(piece, request.upstream_model)
+
         try:
-            answers = await asyncio.gather(*(self._tokenize(piece, request.upstream_model) for piece in distinct))
+            answers = await asyncio.gather(*(tokenize(piece) for piece in distinct))
         except BackendError as error:
             if error.status is None:
                 raise  # unreachable or silent: /v1/completions would fail the same way

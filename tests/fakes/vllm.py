@@ -302,6 +302,7 @@ class FakeVllmServer(LoopbackServer):
         default_reply: Scripted | str | Reply | None = "Hello from the fake vLLM.",
         token_delay: float = 0.0,
         tokenize_route: bool = True,
+        dummy_prefix: bool = False,
     ) -> None:
         self.model = model
         self.served_model_names = list(served_model_names) or [model]
@@ -315,6 +316,8 @@ class FakeVllmServer(LoopbackServer):
         self.default_reply = default_reply
         self.token_delay = token_delay  # seconds before each token of a reply given as text
         self.dead = False
+        # A sentencepiece tokenizer that starts every text with a space, "▁" in its token strings (Llama 2, Mistral).
+        self.dummy_prefix = dummy_prefix
         self.tokenize_route = tokenize_route  # False: a proxy in front that passes only /v1/* and /health
 
         self.requests: list[dict[str, Any]] = []
@@ -349,7 +352,12 @@ class FakeVllmServer(LoopbackServer):
         return len(self._queue)
 
     def tokens(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        text = " " + text if self.dummy_prefix else text
         return self.vocab.tokenize(text, add_bos=add_special_tokens, parse_special=True)
+
+    def token_str(self, token: int) -> str:
+        piece = self.vocab.piece(token)
+        return piece.replace(" ", "\u2581") if self.dummy_prefix else piece
 
     def printed(self, chunk: str, skip_special_tokens: bool) -> str:
         if not skip_special_tokens:
@@ -453,7 +461,7 @@ class FakeVllmServer(LoopbackServer):
         if not isinstance(body.get("prompt"), str):
             raise _validation_error("prompt", "Field required (the fake models only prompt tokenization)")
         ids = self.tokens(body["prompt"], add_special_tokens=bool(body.get("add_special_tokens", True)))
-        strs = [self.vocab.piece(t) for t in ids] if body.get("return_token_strs") else None
+        strs = [self.token_str(t) for t in ids] if body.get("return_token_strs") else None
         return self._json(
             200, {"count": len(ids), "max_model_len": self.max_model_len, "tokens": ids, "token_strs": strs}
         )
