@@ -32,6 +32,7 @@ from .errors import (
 )
 from .http import BackendHttp, HttpSettings, error_message, parse_json
 from .logprobs import completion_lists
+from .vllm_plain import PlainTokenPrompts
 
 # Sent when neither the request nor the route sets max_tokens and the server cannot tell what is
 # left of the context: OpenAI's own default (16) would cut almost every answer short.
@@ -87,8 +88,11 @@ class OpenAICompletionsBackend:
     async def max_tokens(self, request: GenerationRequest) -> int:
         return request.sampling.max_tokens if request.sampling.max_tokens is not None else DEFAULT_MAX_TOKENS
 
+    async def request_body(self, request: GenerationRequest) -> dict[str, Any]:
+        return self.completion_body(request, await self.max_tokens(request))
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
-        body = self.completion_body(request, await self.max_tokens(request))
+        body = await self.request_body(request)
         decoder = _StreamDecoder(self, request)
         try:
             async with self._http.request("POST", "/v1/completions", body) as response:
@@ -167,6 +171,22 @@ class VllmBackend(OpenAICompletionsBackend):
     health_path = "/health"
     # `structured_outputs` (the old guided_* fields were removed in v0.12 and are silently ignored).
     constraints = frozenset({"json_schema", "grammar"})
+    # "plain_spans": the client's text is tokenized as plain text (/tokenize calls, then a token-id prompt).
+    features = frozenset({"logit_bias", "logprobs", "plain_spans"})
+
+    def __init__(self, name: str, settings: HttpSettings) -> None:
+        super().__init__(name, settings)
+        self._plain = PlainTokenPrompts(name, self._http)
+
+    async def request_body(self, request: GenerationRequest) -> dict[str, Any]:
+        tokens = await self._plain.prompt(request) if request.plain_spans else None
+        if tokens is None:
+            return await super().request_body(request)
+        max_tokens = request.sampling.max_tokens
+        if max_tokens is None:  # what is left of the context, as for a text prompt
+            limit = tokens.max_model_len
+            max_tokens = max(1, limit - len(tokens.ids)) if limit is not None else DEFAULT_MAX_TOKENS
+        return {**self.completion_body(request, max_tokens), "prompt": tokens.ids}
 
     def extra_fields(self, request: GenerationRequest) -> dict[str, Any]:
         sampling = request.sampling
@@ -196,8 +216,10 @@ class VllmBackend(OpenAICompletionsBackend):
             pass
         return DEFAULT_MAX_TOKENS
 
-
     async def count_tokens(self, request: GenerationRequest) -> int | None:
+        tokens = await self._plain.prompt(request) if request.plain_spans else None
+        if tokens is not None:
+            return len(tokens.ids)
         # As generate sends it: the rendered prompt with its own BOS text, no special tokens added.
         payload = {"model": request.upstream_model, "prompt": request.prompt, "add_special_tokens": False}
         answer = await self._http.post_json("/tokenize", payload)

@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from adapters.backends.special_spelling import SPECIAL_SPELLING
 from adapters.formats.conversation import Conversation, Message
 
 from .chat_template import TemplateError
@@ -30,11 +31,6 @@ OPEN, CLOSE = "\ufdd0", "\ufdd1"
 _MARKS = re.compile(f"[{OPEN}{CLOSE}]")
 
 Span = tuple[int, int]
-
-# Special tokens are spelled with brackets or bars (`<|im_end|>`, `<start_of_turn>`, `[INST]`,
-# `<｜Assistant｜>`, `<seed:think>`): client text with none of these cannot spell one, so it needs
-# neither the second render nor the backend's plain tokenization.
-_SPECIAL_SPELLING = re.compile("[<>\\[\\]|\uff5c]")
 
 
 def mark_text(text: str) -> str:
@@ -140,7 +136,9 @@ def trace_content(conversation: Conversation, prompt: str, render: Callable[[Con
     """The client's spans in `prompt`, the ordinary render of `conversation` by `render`; None (logged)
     when no marked render maps back onto it. Assistant turns are marked too unless that alone breaks the
     mapping (a template that splits reasoning off an assistant turn's content, say)."""
-    if not any(_SPECIAL_SPELLING.search(text) for text in _spellable_strings(conversation)):
+    # Client text with no bracket or bar cannot spell a special token: neither the second render nor
+    # the backend's plain tokenization is needed.
+    if not any(SPECIAL_SPELLING.search(text) for text in _spellable_strings(conversation)):
         return ()
     for assistant in (True, False):
         marked = mark_conversation(conversation, assistant=assistant)

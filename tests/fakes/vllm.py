@@ -17,6 +17,8 @@ Request (``entrypoints/openai/completion/protocol.py`` CompletionRequest [``entr
   prompt), ``stream``, ``stream_options`` {include_usage (default true once the object is given),
   continuous_usage_stats}; stream_options without stream: 400 "Stream options can only be defined when
   `stream=True`."; an empty prompt: 400 "Either prompt or prompt_embeds must be provided and non-empty."
+- ``prompt`` may be a list of token ids: it goes to the engine as it is (no BOS added, ``add_special_tokens``
+  ignored); an id outside the vocabulary: 400 "Token id N is out of vocabulary".
 - Prompt length (``renderers/params.py`` TokenizeParams): max_tokens > max_model_len: 400 "max_tokens=M
   cannot be greater than max_model_len=max_total_tokens=L. ..." (sic); prompt > max_model_len - max_tokens:
   400 "You passed N input tokens and requested M output tokens. However, the model's context length is only L
@@ -66,7 +68,7 @@ Generation (``v1/core/sched/utils.py`` check_stop, ``v1/engine/detokenizer.py``,
   for the N + 1 likeliest, the sampled one first. Non-stream: one such object for the whole output. The values
   are the fake's own (``tests/fakes/token_probs.py``).
 
-Not modelled: n > 1, several prompts, echo, prompt logprobs, beam search, structured outputs other than ``grammar``
+Not modelled: n > 1, several prompts (a list of strings or of id lists), echo, prompt logprobs, beam search, structured outputs other than ``grammar``
 (accepted, recorded, not enforced; a ``grammar`` is honored as a model would, see ``tests/fakes/gbnf.py``), prompt token ids, min_tokens, spaces_between_special_tokens (the fast detokenizer adds none),
 stream_interval, system_fingerprint. Tokens are the fake's own (``tests.fakes.llamacpp.split_text``).
 ``eos_in_text`` is a deliberate deviation: it prints the EOS token's text at the end, as some other
@@ -299,6 +301,8 @@ class FakeVllmServer(LoopbackServer):
         api_key: str | None = None,
         default_reply: Scripted | str | Reply | None = "Hello from the fake vLLM.",
         token_delay: float = 0.0,
+        tokenize_route: bool = True,
+        dummy_prefix: bool = False,
     ) -> None:
         self.model = model
         self.served_model_names = list(served_model_names) or [model]
@@ -312,6 +316,9 @@ class FakeVllmServer(LoopbackServer):
         self.default_reply = default_reply
         self.token_delay = token_delay  # seconds before each token of a reply given as text
         self.dead = False
+        # A sentencepiece tokenizer that starts every text with a space, "▁" in its token strings (Llama 2, Mistral).
+        self.dummy_prefix = dummy_prefix
+        self.tokenize_route = tokenize_route  # False: a proxy in front that passes only /v1/* and /health
 
         self.requests: list[dict[str, Any]] = []
         self.tokenize_requests: list[dict[str, Any]] = []
@@ -345,7 +352,12 @@ class FakeVllmServer(LoopbackServer):
         return len(self._queue)
 
     def tokens(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        text = " " + text if self.dummy_prefix else text
         return self.vocab.tokenize(text, add_bos=add_special_tokens, parse_special=True)
+
+    def token_str(self, token: int) -> str:
+        piece = self.vocab.piece(token)
+        return piece.replace(" ", "\u2581") if self.dummy_prefix else piece
 
     def printed(self, chunk: str, skip_special_tokens: bool) -> str:
         if not skip_special_tokens:
@@ -361,7 +373,8 @@ class FakeVllmServer(LoopbackServer):
         app.router.add_get("/version", self._version)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/completions", self._completions)
-        app.router.add_post("/tokenize", self._tokenize)
+        if self.tokenize_route:
+            app.router.add_post("/tokenize", self._tokenize)
         return app
 
     # ---- HTTP plumbing --------------------------------------------------------------------------
@@ -448,7 +461,7 @@ class FakeVllmServer(LoopbackServer):
         if not isinstance(body.get("prompt"), str):
             raise _validation_error("prompt", "Field required (the fake models only prompt tokenization)")
         ids = self.tokens(body["prompt"], add_special_tokens=bool(body.get("add_special_tokens", True)))
-        strs = [self.vocab.piece(t) for t in ids] if body.get("return_token_strs") else None
+        strs = [self.token_str(t) for t in ids] if body.get("return_token_strs") else None
         return self._json(
             200, {"count": len(ids), "max_model_len": self.max_model_len, "tokens": ids, "token_strs": strs}
         )
@@ -467,8 +480,8 @@ class FakeVllmServer(LoopbackServer):
             raise _validation_error(
                 "prompt", "Value error, Either prompt or prompt_embeds must be provided and non-empty."
             )
-        if not isinstance(prompt, str):
-            raise ApiError("fake vLLM: only a single string prompt is modelled")
+        if not isinstance(prompt, str) and not _is_token_ids(prompt):
+            raise ApiError("fake vLLM: only a single prompt (a string or a list of token ids) is modelled")
         for name in ("stream", "skip_special_tokens", "add_special_tokens", "include_stop_str_in_output", "ignore_eos"):
             if name in body and not isinstance(body[name], bool):
                 raise _validation_error(name, "Input should be a valid boolean", body[name])
@@ -489,7 +502,13 @@ class FakeVllmServer(LoopbackServer):
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
             raise _validation_error("max_tokens", "Input should be a valid integer", max_tokens)
         self._check_model(body)
-        prompt_ids = self.tokens(prompt, add_special_tokens=body.get("add_special_tokens", True))
+        if isinstance(prompt, str):
+            prompt_ids = self.tokens(prompt, add_special_tokens=body.get("add_special_tokens", True))
+        else:  # token ids go to the engine as they are: nothing is added (add_special_tokens is ignored)
+            prompt_ids = list(prompt)
+            unknown = next((token for token in prompt_ids if not self.vocab.piece(token)), None)
+            if unknown is not None:
+                raise ApiError(f"Token id {unknown} is out of vocabulary", param="prompt")
         if max_tokens > self.max_model_len:
             raise ApiError(
                 f"max_tokens={max_tokens}cannot be greater than max_model_len=max_total_tokens={self.max_model_len}. "
@@ -527,7 +546,8 @@ class FakeVllmServer(LoopbackServer):
         self.requests.append(body)
         params = self._params(body)
         self.prompt_ids.append(params.prompt_ids)
-        script = self._next_script(body["prompt"] if isinstance(body.get("prompt"), str) else "")
+        prompt = body["prompt"]
+        script = self._next_script(prompt if isinstance(prompt, str) else self.vocab.detokenize(prompt))
         if script is None:
             raise ApiError("fake vLLM: no scripted reply left", "InternalServerError", 500)
         structured = body.get("structured_outputs")
@@ -686,6 +706,13 @@ class FakeVllmServer(LoopbackServer):
             if self._gone(request):
                 raise _Disconnect("gone")
             await asyncio.sleep(_POLL_SECONDS)
+
+
+def _is_token_ids(prompt: Any) -> bool:
+    """A prompt given as token ids (CompletionRequest's `list[int]`), not empty."""
+    return isinstance(prompt, list) and bool(prompt) and all(
+        isinstance(token, int) and not isinstance(token, bool) and token >= 0 for token in prompt
+    )
 
 
 class _Usage:
