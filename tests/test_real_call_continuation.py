@@ -36,7 +36,7 @@ async def _repair(backend: LlamaCppBackend, output: str) -> tuple[str, float, in
     call's arguments, the seconds the continuation took, and how many calls were continued."""
     tool_format = get_format("default")
     request = GenerationRequest(
-        prompt=PROMPT, upstream_model="gemma", sampling=SamplingParams(temperature=0.0, max_tokens=128)
+        prompt=PROMPT, upstream_model="gemma", sampling=SamplingParams(temperature=0.0, max_tokens=48)
     )
 
     async def nothing() -> None:
