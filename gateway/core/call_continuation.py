@@ -156,7 +156,8 @@ class CallContinuation:
         self.continued = 0
 
     async def feed(self, text: str, *, prefill: bool = False) -> list[ParseEvent]:
-        self._fed.append(text)
+        if self._enabled:  # what was written is kept only to continue from it
+            self._fed.append(text)
         if prefill:
             self._prefill += text
         else:
@@ -167,6 +168,8 @@ class CallContinuation:
         return await self._settle(self._parser.close(cut=finish.reason == "length"), finish)
 
     async def _settle(self, events: list[ParseEvent], finish: Finish | None) -> list[ParseEvent]:
+        if not self._enabled:  # no continuation possible: nothing to track on the streaming path
+            return self._repair.check(events)
         for position, event in enumerate(events):
             if isinstance(event, ToolCallStart):
                 self._arguments[event.index] = []
